@@ -1,0 +1,93 @@
+"""Helpers shared by the bench scripts: percentiles, the card's name, writing JSON plus a markdown table."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def summarize(ns: list[int] | np.ndarray) -> dict:
+    a = np.asarray(ns, dtype=np.float64) / 1e3
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+        "p999": float(np.percentile(a, 99.9)),
+        "max": float(a.max()),
+        "mean": float(a.mean()),
+        "n": int(a.size),
+    }
+
+
+def time_loop(fn: Callable[[], object], n: int, warm: int = 1000) -> list[int]:
+    for _ in range(warm):
+        fn()
+    pc = time.perf_counter_ns
+    out = [0] * n
+    for i in range(n):
+        t0 = pc()
+        fn()
+        out[i] = pc() - t0
+    return out
+
+
+def card_name() -> str:
+    try:
+        from zmqrt.cuda import Device
+        return Device(0).info.name
+    except Exception:
+        return "no-gpu"
+
+
+def card_slug(name: str) -> str:
+    for tag in ("H200", "H100", "A100", "L40S", "L4"):
+        if tag in name:
+            return tag
+    return name.replace(" ", "-") or "unknown"
+
+
+def environment() -> dict:
+    info = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
+            "date": _dt.date.today().isoformat()}
+    try:
+        from cuda.bindings import __version__ as cb
+        info["cuda_bindings"] = cb
+    except Exception:
+        pass
+    try:
+        from zmqrt.compiler import nvrtc_version
+        from zmqrt.cuda import driver_version
+        info["nvrtc"] = "{}.{}".format(*nvrtc_version())
+        info["driver_cuda"] = driver_version()
+    except Exception:
+        pass
+    return info
+
+
+def write_results(name: str, data: dict, table_md: str, out_dir: Path | None = None) -> Path:
+    out_dir = out_dir or RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    slug = card_slug(data.get("card", "unknown"))
+    path = out_dir / f"{name}-{slug}.json"
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    (out_dir / f"{name}-{slug}.md").write_text(table_md)
+    extra = os.environ.get("OUT")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        (Path(extra) / path.name).write_text(path.read_text())
+        (Path(extra) / f"{name}-{slug}.md").write_text(table_md)
+    return path
+
+
+def md_row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"

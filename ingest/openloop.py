@@ -1,0 +1,174 @@
+"""An open-loop producer: sends tasks at their *intended* times and measures latency from those times.
+
+One thread both sends and receives (no GIL hand-off between a sender and a receiver thread, which would add
+milliseconds of jitter): it spins until the next intended send time, draining results in between. Latency
+is measured from the intended send time, so a server stall shows in the percentiles instead of silently
+slowing the sender (coordinated omission, as in wrk2).
+
+Results come to a PULL socket this producer binds, named in every task's ``reply_to``, so several producers
+against one server each get exactly their own results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgpack
+import numpy as np
+import zmq
+
+from .protocol import encode_task
+
+
+@dataclass(slots=True)
+class Planned:
+    """One task to send ``at_ns`` after the start."""
+
+    at_ns: int
+    kernel: str
+    inputs: Sequence[np.ndarray]
+    params: dict | None = None
+    priority: int | None = None
+    deadline_us: float | None = None
+    period_us: float | None = None
+    tag: str = ""  # scenario or mix entry this task belongs to
+
+
+@dataclass(slots=True)
+class Record:
+    """What happened to one task. Times are ``perf_counter_ns`` on this host; ``-1`` means never."""
+
+    index: int
+    tag: str
+    kernel: str
+    priority: int | None
+    intended_ns: int
+    sent_ns: int = -1
+    done_ns: int = -1
+    status: str = "lost"
+    code: str = ""
+    message: str = ""
+    missed_deadline: bool = False
+    server_latency_us: dict = field(default_factory=dict)
+    outputs: list | None = None
+
+    @property
+    def latency_ns(self) -> int:
+        """From the intended send time to receipt of the result (coordinated-omission free)."""
+        return self.done_ns - self.intended_ns if self.done_ns >= 0 else -1
+
+    @property
+    def service_ns(self) -> int:
+        return self.done_ns - self.sent_ns if self.done_ns >= 0 else -1
+
+
+def _decode_outputs(items) -> list[np.ndarray]:
+    return [np.frombuffer(o["data"], dtype=o["dtype"]).reshape(o["shape"]) for o in items]
+
+
+def run_open_loop(
+    ingest_endpoint: str,
+    plan: Sequence[Planned],
+    *,
+    timeout_s: float = 5.0,
+    keep_outputs: Callable[[int], bool] | None = None,
+    ctx: zmq.Context | None = None,
+    reply_bind: str = "tcp://127.0.0.1:*",
+    progress: Callable[[int, int], None] | None = None,
+    id_prefix: str = "",
+) -> list[Record]:
+    """Send ``plan`` (sorted by ``at_ns``) open loop; wait up to ``timeout_s`` after the last send for results.
+
+    ``keep_outputs(i)`` says which results keep their decoded outputs (for checking against numpy). A task with
+    no result by the timeout stays ``status == "lost"``. ``progress(done, total)`` is called about 10x a second.
+    """
+    own_ctx = ctx is None
+    ctx = ctx or zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    push = ctx.socket(zmq.PUSH)
+    try:
+        pull.setsockopt(zmq.LINGER, 0)
+        pull.setsockopt(zmq.RCVHWM, 0)  # never drop our own results
+        pull.bind(reply_bind)
+        reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+        push.setsockopt(zmq.LINGER, 1000)
+        push.setsockopt(zmq.SNDHWM, 0)  # open loop: queue rather than block or drop when the server lags
+        push.connect(ingest_endpoint)
+        # Pre-encode every frame so encoding cost never delays a send.
+        frames = [
+            encode_task(
+                f"{id_prefix}{i}", p.kernel, p.inputs, p.params, p.priority, p.deadline_us, p.period_us, reply_to
+            )
+            for i, p in enumerate(plan)
+        ]
+        records = [Record(i, p.tag, p.kernel, p.priority, p.at_ns) for i, p in enumerate(plan)]
+        pc = time.perf_counter_ns
+        recv = pull.recv
+        nonblock = zmq.NOBLOCK
+        again = zmq.Again
+        unpackb = msgpack.unpackb
+        n = len(plan)
+        prefix_len = len(id_prefix)
+        done = 0
+        next_progress = 0
+        start = pc() + 20_000_000  # 20 ms for the connection to settle
+        for rec in records:
+            rec.intended_ns += start
+        i = 0
+
+        def drain_one() -> bool:
+            nonlocal done
+            try:
+                frame = recv(nonblock)
+            except again:
+                return False
+            t = pc()
+            msg = unpackb(frame, raw=False)
+            rid = msg.get("id")
+            try:
+                idx = int(str(rid)[prefix_len:])
+                rec = records[idx]
+            except (ValueError, IndexError):
+                return True  # not ours; counted by the caller through the missing ids
+            if rec.done_ns >= 0:
+                rec.code = "DUPLICATE_RESULT"
+                return True
+            rec.done_ns = t
+            rec.status = msg.get("status", "?")
+            rec.code = msg.get("code", "")
+            rec.message = msg.get("message", "")
+            rec.missed_deadline = bool(msg.get("missed_deadline", False))
+            rec.server_latency_us = msg.get("latency_us") or {}
+            if keep_outputs is not None and keep_outputs(idx) and msg.get("outputs"):
+                rec.outputs = _decode_outputs(msg["outputs"])
+            done += 1
+            return True
+
+        while i < n:
+            now = pc()
+            if now >= records[i].intended_ns:
+                push.send(frames[i], copy=True)
+                records[i].sent_ns = pc()
+                i += 1
+                continue
+            if not drain_one() and progress is not None and now >= next_progress:
+                progress(done, n)
+                next_progress = now + 100_000_000
+        give_up = pc() + int(timeout_s * 1e9)
+        while done < n and pc() < give_up:
+            if pull.poll(10):
+                while drain_one():
+                    pass
+            if progress is not None and pc() >= next_progress:
+                progress(done, n)
+                next_progress = pc() + 100_000_000
+        if progress is not None:
+            progress(done, n)
+        return records
+    finally:
+        push.close(linger=0)
+        pull.close(linger=0)
+        if own_ctx:
+            ctx.term()

@@ -1,0 +1,246 @@
+"""The server end to end on the CPU backend, through real ZeroMQ sockets on loopback (ipc and tcp)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from ingest.client import Client
+from ingest.protocol import encode_task
+from zmqrt.config import ServerConfig
+from zmqrt.kernels.registry import load_registry
+from zmqrt.server import Server
+
+
+@contextlib.contextmanager
+def running_server(ingest: str, **overrides):
+    settings = dict(backend="cpu", ingest=ingest, lanes=2, calibrate=False, monitor_interval_s=0.2)
+    settings.update(overrides)
+    cfg = ServerConfig(**settings)
+    server = Server(cfg)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join(10)
+        assert not thread.is_alive(), "server loop did not stop"
+
+
+@pytest.fixture
+def ingest_ep(endpoint):
+    return endpoint()
+
+
+def test_every_kernel_matches_numpy(ingest_ep):
+    registry = load_registry()
+    rng = np.random.default_rng()
+    with running_server(ingest_ep) as server, Client(server.receiver.endpoint, timeout_s=10) as client:
+        for spec in registry:
+            inputs, params = spec.sample_inputs(rng, 200)
+            res = client.call(spec.name, *inputs, params=params)
+            assert res.status.value == "ok", (spec.name, res.code, res.message)
+            want = spec.reference(inputs, spec.check(inputs, params).params)
+            for got, ref in zip(res.outputs, want, strict=True):
+                np.testing.assert_array_equal(got, ref)
+            assert set(res.latency_us) >= {"queue", "h2d", "kernel", "d2h", "service"}
+            assert res.latency_us["service"] > 0
+
+
+BAD_TASKS = [
+    ("unknown kernel", dict(kernel="nope", inputs=[np.ones(4, np.float32)]), "UNKNOWN_KERNEL"),
+    ("wrong arity", dict(kernel="vector_add", inputs=[np.ones(4, np.float32)]), "BAD_ARITY"),
+    ("wrong dtype", dict(kernel="vector_add", inputs=[np.ones(4, np.float64), np.ones(4, np.float64)]), "BAD_DTYPE"),
+    ("shape mismatch", dict(kernel="vector_add", inputs=[np.ones(4, np.float32), np.ones(5, np.float32)]),
+     "BAD_SHAPE"),
+    ("fft not power of two", dict(kernel="fft", inputs=[np.ones(6, np.complex64)]), "BAD_SHAPE"),
+    ("bad param", dict(kernel="saxpy", inputs=[np.ones(4, np.float32)] * 2, params={"alpha": "x"}), "BAD_PARAM"),
+    ("priority out of range", dict(kernel="reduce_sum", inputs=[np.ones(4, np.float32)], priority=99),
+     "BAD_PRIORITY"),
+    ("negative deadline", dict(kernel="reduce_sum", inputs=[np.ones(4, np.float32)], deadline_us=-5),
+     "BAD_DEADLINE"),
+    ("too large", dict(kernel="reduce_sum", inputs=[np.ones(40_000, np.float32)]), "TOO_LARGE"),
+]
+
+
+def test_bad_inputs_each_get_their_code(ingest_ep):
+    with running_server(ingest_ep, max_task_bytes=128 << 10) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as client:
+        for i, (what, task, code) in enumerate(BAD_TASKS):
+            fut = client.expect(f"bad-{i}")
+            client.send_raw(encode_task(f"bad-{i}", reply_to=client.reply_to, **task))
+            res = fut.result(10)
+            assert res.code.value == code, (what, res.code, res.message)
+            assert res.status.value == "rejected" and res.message
+        # and the server still serves
+        res = client.call("vector_add", np.ones(3, np.float32), np.ones(3, np.float32))
+        assert res.ok
+
+
+def test_garbage_truncated_and_oversized_frames_leave_server_serving(ingest_ep):
+    with running_server(ingest_ep, max_task_bytes=64 << 10) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as client:
+        good = encode_task("g", "vector_add", [np.ones(8, np.float32)] * 2, reply_to=client.reply_to)
+        client.send_raw(b"\xc1\xc1garbage")
+        client.send_raw(good[: len(good) // 2])
+        client.send_raw(msgpack.packb([1, 2, 3]))
+        client.send_raw(msgpack.packb({"kernel": "vector_add"}))  # no id: undecodable, no result
+        # Over ZMQ_MAXMSGSIZE: the server's socket drops the peer's connection, the server keeps serving.
+        with Client(server.receiver.endpoint, timeout_s=2) as rogue:
+            rogue.send_raw(b"\x00" * (256 << 10))
+            time.sleep(0.2)
+        for i in range(20):
+            res = client.call("vector_add", np.full(8, i, np.float32), np.ones(8, np.float32))
+            assert res.ok and res.outputs[0][0] == i + 1
+        deadline = time.monotonic() + 5
+        while server.receiver.undecodable < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.receiver.undecodable == 4
+        assert server.tracker.undecodable == 4
+
+
+def test_two_producers_are_isolated(ingest_ep):
+    with running_server(ingest_ep) as server, Client(server.receiver.endpoint, timeout_s=10) as a, \
+            Client(server.receiver.endpoint, timeout_s=10) as b:
+        futs_a = [a.submit("vector_add", np.full(4, i, np.float32), np.zeros(4, np.float32)) for i in range(100)]
+        futs_b = [b.submit("vector_add", np.full(4, -i, np.float32), np.zeros(4, np.float32)) for i in range(100)]
+        for i, f in enumerate(futs_a):
+            assert f.result(10).outputs[0][0] == i
+        for i, f in enumerate(futs_b):
+            assert f.result(10).outputs[0][0] == -i
+        assert a.unknown_results == 0 and b.unknown_results == 0
+
+
+def test_infeasible_deadline_rejected_before_running(ingest_ep):
+    with running_server(ingest_ep, calibrate=True) as server, Client(server.receiver.endpoint, timeout_s=10) as c:
+        a = np.ones((128, 128), np.float32)
+        res = c.call("matmul", a, a, deadline_us=0.001)
+        assert res.status.value == "rejected" and res.code.value == "DEADLINE_INFEASIBLE"
+        assert "predicted finish" in res.message
+        assert server.tracker.ok == 0  # it never ran
+        assert c.call("matmul", a, a, deadline_us=10_000_000).ok
+
+
+def test_expired_task_is_not_run(ingest_ep):
+    # admission only flags, and a long task ahead makes the short-deadline task late by dispatch time.
+    with running_server(ingest_ep, admission="flag", expire="late", lanes=1, policy="fp") as server, \
+            Client(server.receiver.endpoint, timeout_s=20) as c:
+        big = np.ones((300, 300), np.float32)
+        slow = [c.submit("matmul", big, big, priority=0) for _ in range(3)]
+        late = c.submit("vector_add", np.ones(4, np.float32), np.ones(4, np.float32), priority=7, deadline_us=50)
+        res = late.result(20)
+        assert res.status.value == "expired" and res.code.value == "EXPIRED", res.message
+        assert not res.outputs
+        assert all(f.result(20).ok for f in slow)
+        deadline = time.monotonic() + 5  # the server counts just after sending
+        while server.tracker.expired == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.tracker.expired == 1
+
+
+def test_queue_full_answers_and_nothing_is_lost(ingest_ep):
+    with running_server(ingest_ep, queue_capacity=2, lanes=1) as server, \
+            Client(server.receiver.endpoint, timeout_s=20) as c:
+        big = np.ones((256, 256), np.float32)
+        futs = [c.submit("matmul", big, big, priority=3) for _ in range(40)]
+        codes = [f.result(20).code.value for f in futs]
+        assert set(codes) <= {"OK", "QUEUE_FULL"}
+        assert "QUEUE_FULL" in codes and "OK" in codes
+        assert server.tracker.rejected.get("QUEUE_FULL", 0) == codes.count("QUEUE_FULL")
+
+
+def test_duplicate_id_while_in_flight(ingest_ep, zmq_ctx):
+    with running_server(ingest_ep, lanes=1) as server:
+        pull = zmq_ctx.socket(zmq.PULL)
+        pull.bind("tcp://127.0.0.1:*")
+        reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+        push = zmq_ctx.socket(zmq.PUSH)
+        push.connect(server.receiver.endpoint)
+        big = np.ones((256, 256), np.float32)
+        small = [np.ones(2, np.float32)] * 2
+        # The blocker keeps the single lane busy, so both copies of "same" are read while the first is queued.
+        push.send(encode_task("blocker", "matmul", [big, big], reply_to=reply_to))
+        push.send(encode_task("same", "vector_add", small, reply_to=reply_to))
+        push.send(encode_task("same", "vector_add", small, reply_to=reply_to))
+        results = []
+        for _ in range(3):
+            assert pull.poll(20_000)
+            results.append(msgpack.unpackb(pull.recv(), raw=False))
+        assert sorted((r["id"], r["code"]) for r in results) == [
+            ("blocker", "OK"), ("same", "DUPLICATE"), ("same", "OK")]
+        assert not pull.poll(200)  # exactly one result each
+        # once the first has finished, the id may be used again
+        push.send(encode_task("same", "vector_add", [np.ones(2, np.float32)] * 2, reply_to=reply_to))
+        assert pull.poll(10_000)
+        assert msgpack.unpackb(pull.recv(), raw=False)["code"] == "OK"
+        assert server.tracker.rejected.get("DUPLICATE", 0) == 1
+
+
+def test_stats_and_metrics_endpoints_answer(ingest_ep, ipc_endpoint):
+    stats_ep = ipc_endpoint()
+    with running_server(ingest_ep, stats=stats_ep, metrics_port=0) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as c:
+        for _ in range(10):
+            assert c.call("reduce_sum", np.ones(16, np.float32)).ok
+        ctx = zmq.Context()
+        req = ctx.socket(zmq.REQ)
+        req.setsockopt(zmq.LINGER, 0)
+        req.connect(stats_ep)
+        req.send(b"stats")
+        assert req.poll(5000)
+        snap = msgpack.unpackb(req.recv(), raw=False)
+        req.close()
+        ctx.term()
+        assert snap["counters"]["ok"] == 10
+        assert snap["stages"]["service"]["count"] == 10
+        assert snap["server"]["results_sent"] == 10
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics.port}/metrics", timeout=5).read().decode()
+        assert "zmqrt_results_total" in body
+
+
+def test_serve_cli_sigterm_answers_every_queued_task():
+    tmp = tempfile.mkdtemp(prefix="zq")
+    ingest = f"ipc://{tmp}/in"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "zmqrt.cli", "serve", "--backend", "cpu", "--ingest", ingest,
+                             "--lanes", "1", "--queue-capacity", "10000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        c = Client(ingest, timeout_s=30)
+        # wait for the server to answer
+        t0 = time.monotonic()
+        while True:
+            try:
+                if c.call("vector_add", np.ones(2, np.float32), np.ones(2, np.float32), timeout_s=1).ok:
+                    break
+            except TimeoutError:
+                pass
+            assert time.monotonic() - t0 < 60, "server did not start"
+        big = np.ones((300, 300), np.float32)
+        futs = [c.submit("matmul", big, big) for _ in range(200)]
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        codes = [f.result(30).code.value for f in futs]
+        assert set(codes) <= {"OK", "SHUTDOWN"}
+        assert len(codes) == 200
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+        assert "shutdown:" in out
+        c.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

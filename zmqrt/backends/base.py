@@ -1,0 +1,103 @@
+"""The backend contract the server drives: lanes that run one task at a time, asynchronously.
+
+A server calls ``submit(lane, spec, inputs, checked)`` on an idle lane, later ``poll(lane)`` until it is done
+(never blocking on any one task), then ``collect(lane)`` for the outputs and ``stage_times(lane)`` for the
+GPU-side stage times. Outputs returned by ``collect`` are views into the lane's buffers: valid until the
+next ``submit`` on that lane, so the caller encodes (copies) them before reusing the lane.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import Code, TaskError
+
+
+@dataclass(slots=True)
+class StageTimes:
+    """GPU-side stage durations in ns (from events on CUDA; on the CPU backend only ``kernel_ns``)."""
+
+    h2d_ns: int = 0
+    kernel_ns: int = 0
+    d2h_ns: int = 0
+
+    @property
+    def total_ns(self) -> int:
+        return self.h2d_ns + self.kernel_ns + self.d2h_ns
+
+
+SLOT_ALIGN_BYTES = 256  # cudaMalloc alignment; keeps every input and output on its own aligned offset
+
+
+def align_up(n: int, a: int = SLOT_ALIGN_BYTES) -> int:
+    return (n + a - 1) // a * a
+
+
+def packed_bytes(nbytes: Sequence[int]) -> int:
+    """Bytes one slot needs for arrays of these sizes laid out at aligned offsets."""
+    total = 0
+    for n in nbytes:
+        total = align_up(total) + n
+    return total
+
+
+class Backend(ABC):
+    """``name`` is ``"cuda"`` or ``"cpu"``; ``description`` is one line for logs."""
+
+    name: str
+    description: str
+    registry: object
+    lanes: int
+    max_task_bytes: int
+
+    @abstractmethod
+    def submit(self, lane: int, spec, inputs: Sequence[np.ndarray], checked) -> None: ...
+
+    @abstractmethod
+    def poll(self, lane: int) -> bool: ...
+
+    @abstractmethod
+    def wait(self, lane: int) -> None: ...
+
+    @abstractmethod
+    def collect(self, lane: int) -> list[np.ndarray]: ...
+
+    @abstractmethod
+    def stage_times(self, lane: int) -> StageTimes: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def check_fits(self, inputs: Sequence[np.ndarray], checked) -> None:
+        """Refuse a task whose inputs or outputs do not fit a lane's slots (TOO_LARGE), before touching it."""
+        in_bytes = packed_bytes([a.nbytes for a in inputs])
+        if in_bytes > self.slot_bytes:
+            raise TaskError(Code.TOO_LARGE, f"inputs need {in_bytes} bytes; a lane slot holds {self.slot_bytes}")
+        out_bytes = packed_bytes([int(np.prod(shape)) * np.dtype(dt).itemsize for shape, dt in checked.outputs])
+        if out_bytes > self.slot_bytes:
+            raise TaskError(Code.TOO_LARGE, f"outputs need {out_bytes} bytes; a lane slot holds {self.slot_bytes}")
+
+    @property
+    def slot_bytes(self) -> int:
+        # Room for the alignment padding of up to 8 arrays on top of the configured maximum.
+        return self.max_task_bytes + 8 * SLOT_ALIGN_BYTES
+
+    def run(self, kernel: str, inputs: Sequence[np.ndarray], params=None, lane: int = 0
+            ) -> tuple[list[np.ndarray], StageTimes]:
+        """Synchronous convenience for tests, the demo and benchmarks: validate, run, copy out."""
+        spec = self.registry.get(kernel)
+        checked = spec.check(inputs, params or {})
+        self.submit(lane, spec, inputs, checked)
+        self.wait(lane)
+        outputs = [np.array(o, copy=True) for o in self.collect(lane)]
+        return outputs, self.stage_times(lane)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

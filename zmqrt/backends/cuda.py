@@ -1,0 +1,124 @@
+"""The CUDA backend: one retained primary context, the registry's kernels loaded once, N lanes.
+
+Startup compiles (or loads from the cache) every kernel source for the device's exact ``sm_XY`` and loads the
+CUBIN. The PTX is the fallback, taken only when the driver is at least as new as NVRTC, because a PTX from a
+newer NVRTC fails to load (CUDA_ERROR_UNSUPPORTED_PTX_VERSION).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..compiler import KernelCache, compile_registry, nvrtc_version
+from ..cuda import CudaError, Device, Module
+from .base import Backend, StageTimes
+from .lane import Lane
+
+log = logging.getLogger(__name__)
+
+
+def stream_priority_for(lane: int, lanes: int, least: int, greatest: int) -> int:
+    """Spread lanes over the device's priority range: lane 0 gets the most urgent stream priority."""
+    span = least - greatest
+    if lanes <= 1 or span == 0:
+        return greatest
+    return greatest + round(lane * span / (lanes - 1))
+
+
+class CudaBackend(Backend):
+    name = "cuda"
+
+    def __init__(self, registry, device: int = 0, lanes: int = 4, max_task_bytes: int = 1 << 20,
+                 cache: KernelCache | None = None, timing: bool = True) -> None:
+        if lanes < 1:
+            raise ValueError("lanes must be >= 1")
+        t0 = time.perf_counter()
+        self.registry = registry
+        self.lanes = lanes
+        self.max_task_bytes = max_task_bytes
+        self._lanes: list[Lane] = []
+        self._modules: list[Module] = []
+        self.device = Device(device)
+        self.context = self.device.retain_context()
+        info = self.device.info
+        try:
+            self.compile_seconds, self.load_seconds = self._load_kernels(cache)
+            least, greatest = self.context.stream_priority_range()
+            self._lanes = [Lane(i, self.slot_bytes, stream_priority_for(i, lanes, least, greatest), timing)
+                           for i in range(lanes)]
+        except BaseException:
+            self.close()
+            raise
+        self.startup_seconds = time.perf_counter() - t0
+        self.description = (f"cuda device {device}: {info.name} ({info.arch}, {info.total_mem_bytes >> 30} GiB, "
+                            f"driver {info.driver_version // 1000}.{info.driver_version % 1000 // 10})")
+
+    def _load_kernels(self, cache: KernelCache | None) -> tuple[float, float]:
+        info = self.device.info
+        t0 = time.perf_counter()
+        compiled = compile_registry(self.registry, info.arch, cache if cache is not None else KernelCache())
+        t1 = time.perf_counter()
+        nv_major, nv_minor = nvrtc_version()
+        ptx_ok = info.driver_version >= nv_major * 1000 + nv_minor * 10
+        by_path: dict[str, Module] = {}
+        for source_id, comp in compiled.items():
+            module = None
+            if comp.cubin is not None:
+                try:
+                    module = Module(comp.cubin, f"{source_id} cubin {comp.arch}")
+                except CudaError as exc:
+                    log.warning("CUBIN for %s did not load (%s); trying PTX", source_id, exc)
+            if module is None:
+                if not ptx_ok:
+                    raise RuntimeError(f"no loadable image for {source_id}: CUBIN failed and NVRTC "
+                                       f"{nv_major}.{nv_minor} is newer than the driver ({info.driver_version})")
+                module = Module(comp.ptx + b"\0", f"{source_id} ptx")
+            self._modules.append(module)
+            by_path[str(comp.path)] = module
+        self._kernels = {}
+        for spec in self.registry:
+            kernel = by_path[str(spec.source_path)].kernel(spec.entry)
+            self._kernels[spec.name] = kernel
+        return t1 - t0, time.perf_counter() - t1
+
+    def kernel(self, name: str):
+        return self._kernels[name]
+
+    def submit(self, lane: int, spec, inputs: Sequence[np.ndarray], checked) -> None:
+        self.check_fits(inputs, checked)
+        plan = spec.plan([a.shape for a in inputs], checked.params)
+        self._lanes[lane].submit(self._kernels[spec.name], plan, inputs, checked.outputs)
+
+    def poll(self, lane: int) -> bool:
+        return self._lanes[lane].poll()
+
+    def wait(self, lane: int) -> None:
+        self._lanes[lane].wait()
+
+    def spin(self, lane: int) -> None:
+        self._lanes[lane].spin()
+
+    def collect(self, lane: int) -> list[np.ndarray]:
+        return self._lanes[lane].collect()
+
+    def stage_times(self, lane: int) -> StageTimes:
+        return self._lanes[lane].stage_times()
+
+    def lane(self, index: int) -> Lane:
+        return self._lanes[index]
+
+    def close(self) -> None:
+        for lane in self._lanes:
+            lane.close()
+        self._lanes = []
+        self._kernels = {}
+        for module in self._modules:
+            module.close()
+        self._modules = []
+        ctx = getattr(self, "context", None)
+        if ctx is not None:
+            ctx.close()

@@ -1,0 +1,193 @@
+"""The ``zmqrt`` command: serve, kernels, demo, stats (and loadgen, keys where installed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("zmqrt")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="run the task server",
+                       description="Run a zmqrt server: PULL tasks on --ingest, run them on the GPU (or the CPU "
+                                   "reference backend) under a real-time policy, PUSH each result to the task's "
+                                   "reply_to. SIGINT/SIGTERM stop accepting, answer every queued task, exit 0.")
+    p.add_argument("--config", metavar="FILE.toml", help="settings file (flags override it)")
+    p.add_argument("--backend", choices=["auto", "cuda", "cpu"], help="auto (default) takes CUDA when a driver and "
+                   "device answer, else the CPU backend")
+    p.add_argument("--device", type=int, help="CUDA device ordinal (default 0)")
+    p.add_argument("--ingest", metavar="EP", help="task endpoint to bind, tcp:// or ipc:// "
+                   "(default ipc://$XDG_RUNTIME_DIR or /tmp/zmqrt-ingest.sock)")
+    p.add_argument("--results", metavar="EP", help="bind a PUSH here for results of tasks without reply_to")
+    p.add_argument("--stats", metavar="EP", help="bind a REP here answering msgpack stats snapshots")
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT")
+    p.add_argument("--policy", choices=["edf", "fp", "rm", "ps"], help="scheduling policy (default edf): "
+                   "earliest deadline first, fixed priority, rate monotonic, proportional share")
+    p.add_argument("--lanes", type=int, help="concurrent execution lanes = CUDA streams (default 4)")
+    p.add_argument("--max-task-bytes", type=int, metavar="N", help="largest inputs (and outputs) of one task "
+                   "(default 1048576); lanes preallocate this much")
+    p.add_argument("--priority-levels", type=int, help="number of priority levels, 0 most urgent (default 8)")
+    p.add_argument("--queue-capacity", type=int, help="queued tasks per priority level before QUEUE_FULL")
+    p.add_argument("--admission", choices=["reject", "flag"], help="infeasible deadline: reject at once "
+                   "(default) or accept and flag")
+    p.add_argument("--expire", choices=["off", "late", "predicted"], help="at dispatch, expire tasks already late "
+                   "or predicted to finish late (default predicted)")
+    p.add_argument("--kernels-dir", action="append", metavar="DIR", help="directory of user kernels "
+                   "(NAME.cu + NAME.toml); repeatable")
+    p.add_argument("--cache-dir", metavar="DIR", help="compiled-kernel cache (default $ZMQRT_CACHE_DIR or "
+                   "~/.cache/zmqrt)")
+    p.add_argument("--spin", action="store_true", default=None, help="busy-poll even when idle (lowest latency, "
+                   "burns a core)")
+    p.add_argument("--no-stage-timing", dest="stage_timing", action="store_false", default=None,
+                   help="skip the GPU timing events around h2d/kernel/d2h")
+    p.add_argument("--p95-target-us", type=float, help="warn in the monitor line when P95 exceeds this")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def cmd_serve(args) -> int:
+    from .config import build_config
+    from .server import run_server
+
+    _setup_logging(args.verbose)
+    overrides = {k: getattr(args, k) for k in (
+        "backend", "device", "ingest", "results", "stats", "metrics_port", "policy", "lanes", "max_task_bytes",
+        "priority_levels", "queue_capacity", "admission", "expire", "cache_dir", "spin", "stage_timing",
+        "p95_target_us")}
+    overrides["kernels_dirs"] = args.kernels_dir
+    try:
+        cfg = build_config(args.config, **overrides)
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"zmqrt serve: {e}", file=sys.stderr)
+        return 2
+    return run_server(cfg)
+
+
+def cmd_kernels(args) -> int:
+    from .compiler import KernelCache, compile_registry, default_cache_dir, nvrtc_version
+    from .kernels.registry import load_registry
+
+    registry = load_registry(args.kernels_dir or (), ptx_dir=args.ptx_dir)
+    arch = args.arch
+    if arch is None:
+        from .backends.select import cuda_available
+        ok, _ = cuda_available(0)
+        if ok:
+            from .cuda import Device
+            arch = Device(0).info.arch
+        else:
+            arch = "sm_90"
+            print("no CUDA device here: compiling for sm_90 (use --arch to choose)")
+    out_dir = Path(args.out) if args.out else default_cache_dir() / "ptx"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"NVRTC {'.'.join(map(str, nvrtc_version()))}, arch {arch}, PTX to {out_dir}")
+    cache = None if args.no_cache else KernelCache()
+    compiled = compile_registry(registry, arch, cache, want_cubin=True)
+    by_path = {str(c.path): c for c in compiled.values()}
+    for spec in registry:
+        comp = by_path[str(spec.source_path)]
+        ptx_path = out_dir / f"{spec.name}.{arch}.ptx"
+        ptx_path.write_bytes(comp.ptx)
+        ins = ", ".join(f"{i.name}:{'|'.join(i.dtypes)}" for i in spec.inputs)
+        params = ", ".join(f"{p.name}:{p.kind}" + (f"={p.default}" if p.default is not None else "")
+                           for p in spec.params)
+        src = "cache" if comp.from_cache else f"compiled {comp.seconds * 1e3:.0f} ms"
+        print(f"  {spec.name:<12} ({ins}{'; ' + params if params else ''})  {spec.source_id} -> {ptx_path.name} "
+              f"[{len(comp.ptx)} B PTX, {len(comp.cubin or b'')} B CUBIN, {src}]")
+    print(f"{len(registry)} kernels, {len(compiled)} sources: all compiled")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    report = run_demo(backend=args.backend, stream_s=args.stream_seconds, rate_hz=args.rate, lanes=args.lanes)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=float) + "\n")
+    return 0 if report.get("server_exit_code") == 0 else 1
+
+
+def cmd_stats(args) -> int:
+    import msgpack
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(args.endpoint)
+    try:
+        sock.send(b"stats")
+        if not sock.poll(int(args.timeout * 1000)):
+            print(f"zmqrt stats: no answer from {args.endpoint} within {args.timeout} s", file=sys.stderr)
+            return 1
+        snap = msgpack.unpackb(sock.recv(), raw=False)
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+    if args.json:
+        print(json.dumps(snap, indent=1, default=str))
+        return 0
+    from .statsview import render
+
+    render(snap)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zmqrt", description="Real-time GPU task server over ZeroMQ. Producers "
+                                     "PUSH msgpack tasks; zmqrt schedules them (EDF/RM/FP/PS) and runs NVRTC-"
+                                     "compiled CUDA kernels through the driver API; one result per task.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+
+    p = sub.add_parser("kernels", help="list the kernels and compile every one to PTX (no GPU needed)")
+    p.add_argument("--ptx-dir", metavar="DIR", help="builtin kernel sources (default: the shipped ptx/)")
+    p.add_argument("--kernels-dir", action="append", metavar="DIR", help="user kernel directory; repeatable")
+    p.add_argument("--arch", help="target such as sm_90 (default: this GPU's, or sm_90 without one)")
+    p.add_argument("--out", metavar="DIR", help="where to write NAME.ARCH.ptx (default: <cache dir>/ptx)")
+    p.add_argument("--no-cache", action="store_true", help="compile everything, ignoring the cache")
+
+    p = sub.add_parser("demo", help="the seed's demonstration, for real: single task, 10 kHz stream, scenarios")
+    p.add_argument("--backend", choices=["auto", "cuda", "cpu"], default="auto")
+    p.add_argument("--stream-seconds", type=float, default=2.0, help="length of the 10 kHz stream (default 2)")
+    p.add_argument("--rate", type=float, default=10_000.0, help="stream rate in Hz (default 10000)")
+    p.add_argument("--lanes", type=int, default=4)
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+
+    p = sub.add_parser("stats", help="print a running server's stats snapshot")
+    p.add_argument("--endpoint", required=True, metavar="EP", help="the server's --stats endpoint")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer")
+    p.add_argument("--json", action="store_true", help="raw JSON instead of a table")
+
+    try:
+        from .loadgen_cli import add_loadgen_parser
+        add_loadgen_parser(sub)
+    except ImportError:
+        pass
+    return parser
+
+
+COMMANDS = {"serve": cmd_serve, "kernels": cmd_kernels, "demo": cmd_demo, "stats": cmd_stats}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Server configuration: defaults, an optional TOML file, then command-line flags (each overrides the last).
+
+Every field has a sensible default so ``zmqrt serve`` with no arguments runs: ipc endpoints in the runtime
+directory, the backend picked automatically, EDF, four lanes, 1 MiB tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - 3.10
+    tomllib = None  # type: ignore[assignment]
+
+
+def default_ipc_dir() -> Path:
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+
+
+@dataclass
+class ServerConfig:
+    backend: str = "auto"  # auto | cuda | cpu
+    device: int = 0
+    ingest: str = field(default_factory=lambda: f"ipc://{default_ipc_dir() / 'zmqrt-ingest.sock'}")
+    results: str | None = None  # bound PUSH for tasks without reply_to; None: such results are undeliverable
+    stats: str | None = None  # REQ/REP snapshot endpoint
+    metrics_port: int | None = None
+    policy: str = "edf"  # edf | fp | rm | ps
+    lanes: int = 4
+    max_task_bytes: int = 1 << 20
+    priority_levels: int = 8
+    queue_capacity: int = 4096  # tasks per priority level
+    ps_weights: list[float] | None = None
+    admission: str = "reject"  # reject | flag
+    expire: str = "predicted"  # off | late | predicted: when a queued task is expired at dispatch
+    reply_to_patterns: list[str] | None = None
+    kernels_dirs: list[str] = field(default_factory=list)
+    cache_dir: str | None = None
+    spin: bool = False  # busy-poll sockets and events even when idle
+    stage_timing: bool = True  # GPU events around h2d/kernel/d2h
+    calibrate: bool = True
+    monitor_interval_s: float = 1.0
+    p95_target_us: float = 100.0
+    drain_timeout_s: float = 5.0  # on shutdown: run queued tasks for at most this long, then reject SHUTDOWN
+    result_hwm: int = 10_000
+    ingest_hwm: int = 100_000
+    linger_ms: int = 1000
+
+    def replace(self, **changes: Any) -> ServerConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file whose top level (or ``[server]`` table) holds ServerConfig field names."""
+    if tomllib is None:
+        raise RuntimeError("--config needs Python 3.11+ (tomllib)")
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    data = data.get("server", data)
+    known = {f.name for f in dataclasses.fields(ServerConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(file: str | Path | None = None, **overrides: Any) -> ServerConfig:
+    values: dict[str, Any] = {}
+    if file:
+        values.update(load_toml(file))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = ServerConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: ServerConfig) -> None:
+    if cfg.backend not in ("auto", "cuda", "cpu"):
+        raise ValueError(f"backend must be auto, cuda or cpu, not {cfg.backend!r}")
+    if cfg.policy not in ("edf", "fp", "rm", "ps"):
+        raise ValueError(f"policy must be edf, fp, rm or ps, not {cfg.policy!r}")
+    if cfg.lanes < 1 or cfg.lanes > 64:
+        raise ValueError(f"lanes must be 1..64, not {cfg.lanes}")
+    if cfg.max_task_bytes < 1024:
+        raise ValueError(f"max_task_bytes must be at least 1024, not {cfg.max_task_bytes}")
+    if cfg.admission not in ("reject", "flag"):
+        raise ValueError(f"admission must be reject or flag, not {cfg.admission!r}")
+    if cfg.expire not in ("off", "late", "predicted"):
+        raise ValueError(f"expire must be off, late or predicted, not {cfg.expire!r}")
+    for ep in (cfg.ingest, cfg.results, cfg.stats):
+        if ep is not None and not ep.startswith(("tcp://", "ipc://")):
+            raise ValueError(f"endpoint must be tcp:// or ipc://, got {ep!r}")

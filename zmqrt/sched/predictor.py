@@ -1,0 +1,102 @@
+"""Predicted GPU service time per (kernel, size_class), learned online.
+
+Contract
+--------
+``predict_ns(kernel, size_class)`` returns a conservative, high-quantile-ish estimate in integer ns:
+``ceil(mean + k * dev)`` where ``mean`` is an EWMA of the observed service time and ``dev`` an EWMA of the
+absolute deviation from it (for a normal distribution, mean abs deviation = 0.8 sigma, so the default
+``k=4`` is about mean + 3.2 sigma, i.e. above p99.9 for well-behaved kernels).
+
+- The first ``1/alpha`` samples of a key use a cumulative average (alpha_n = 1/n) so a short calibration
+  converges at once; later samples use ``alpha``.
+- The first sample initialises ``dev`` to ``initial_dev_frac * ns``: until more samples arrive the estimate
+  stays pessimistic.
+- ``seed()`` is a calibration sample (done by the server at start) and updates exactly like ``observe()``.
+- An unseen key falls back to the largest prediction among the kernel's known size classes (conservative
+  for smaller classes), else to ``default_ns``.
+
+Predictions are cached per key, so ``predict_ns`` is two dict lookups. Not thread-safe.
+"""
+
+from __future__ import annotations
+
+import math
+
+DEFAULT_SERVICE_NS = 1_000_000  # 1 ms: a deliberately pessimistic guess for a kernel never run
+
+
+class _Estimate:
+    __slots__ = ("mean", "dev", "pred_ns", "n")
+
+    def __init__(self, ns: int, initial_dev_frac: float, k: float) -> None:
+        self.mean = float(ns)
+        self.dev = float(ns) * initial_dev_frac
+        self.n = 1
+        self.pred_ns = math.ceil(self.mean + k * self.dev)
+
+
+class ServicePredictor:
+    """Predicted service ns per (kernel, size_class). See the module docstring for the estimator."""
+
+    def __init__(
+        self,
+        alpha: float = 0.05,
+        k: float = 4.0,
+        default_ns: int = DEFAULT_SERVICE_NS,
+        initial_dev_frac: float = 0.5,
+    ) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        if k < 0 or default_ns < 0 or initial_dev_frac < 0:
+            raise ValueError("k, default_ns and initial_dev_frac must be >= 0")
+        self.alpha = alpha
+        self.k = k
+        self.default_ns = int(default_ns)
+        self.initial_dev_frac = initial_dev_frac
+        self._warmup = max(1, round(1.0 / alpha))
+        self._est: dict[str, dict[int, _Estimate]] = {}
+
+    def seed(self, kernel: str, size_class: int, ns: int) -> None:
+        """A calibration sample; same update as :meth:`observe`."""
+        self.observe(kernel, size_class, ns)
+
+    def observe(self, kernel: str, size_class: int, ns: int) -> None:
+        """Learn from one measured service time (ns)."""
+        by_class = self._est.get(kernel)
+        if by_class is None:
+            by_class = self._est[kernel] = {}
+        e = by_class.get(size_class)
+        if e is None:
+            by_class[size_class] = _Estimate(ns, self.initial_dev_frac, self.k)
+            return
+        e.n += 1
+        a = 1.0 / e.n if e.n <= self._warmup else self.alpha
+        err = ns - e.mean
+        e.mean += a * err
+        e.dev += a * (abs(err) - e.dev)
+        e.pred_ns = math.ceil(e.mean + self.k * e.dev)
+
+    def predict_ns(self, kernel: str, size_class: int) -> int:
+        """Conservative predicted service time in ns (see the fallback rule in the module docstring)."""
+        by_class = self._est.get(kernel)
+        if by_class is not None:
+            e = by_class.get(size_class)
+            if e is not None:
+                return e.pred_ns
+            if by_class:
+                return max(x.pred_ns for x in by_class.values())
+        return self.default_ns
+
+    def known(self, kernel: str, size_class: int) -> bool:
+        """Whether (kernel, size_class) has at least one sample."""
+        return size_class in self._est.get(kernel, {})
+
+    def snapshot(self) -> dict[str, dict[str, dict[str, float | int]]]:
+        """``{kernel: {str(size_class): {mean_ns, dev_ns, pred_ns, n}}}`` (msgpack/JSON-able)."""
+        return {
+            kernel: {
+                str(sc): {"mean_ns": e.mean, "dev_ns": e.dev, "pred_ns": e.pred_ns, "n": e.n}
+                for sc, e in by_class.items()
+            }
+            for kernel, by_class in self._est.items()
+        }

@@ -1,0 +1,423 @@
+"""The zmqrt server: one process, one event loop, one GPU.
+
+The loop reads frames from the ingest PULL socket, decodes and validates them, admits them into the
+policy's per-priority queues, dispatches to idle lanes, polls lanes for completion and pushes each result to
+its task's ``reply_to``. One thread does all of it, so there is no lock and no GIL hand-off on the task path.
+
+While any task is in flight the loop spins (GPU tasks finish in microseconds; a sleep costs about 10 µs p50
+and 50 µs p99 on wake-up). When nothing is queued or in flight it blocks in ``zmq.Poller`` unless ``spin``.
+
+Exactly one result for every task whose id can be read: rejections at decode, duplicates, admission
+refusals, expiry at dispatch, faults and shutdown all end in ``_reply``. Frames without a readable id are
+counted and logged (rate-limited) by the receiver.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+
+import msgpack
+import numpy as np
+import zmq
+
+from ingest.protocol import DEFAULT_REPLY_PATTERNS, Limits, Rejection, Task, decode_task, encode_result
+from ingest.receiver import Receiver
+from ingest.results import ResultRouter
+
+from .backends import Backend, make_backend
+from .compiler import KernelCache
+from .config import ServerConfig
+from .cuda import CudaError
+from .errors import Code, TaskError
+from .kernels.registry import KernelRegistry, load_registry
+from .latency import LatencyMonitor, LatencyTracker
+from .sched import AdmissionControl, ServicePredictor, make_scheduler
+
+log = logging.getLogger("zmqrt")
+
+_INGEST_BATCH = 64  # frames read per loop pass before looking at lanes again
+_NS_PER_US = 1e-3
+
+
+def size_class(in_bytes: int) -> int:
+    """Admission predicts service per kernel and power-of-two input size."""
+    return in_bytes.bit_length()
+
+
+class Server:
+    def __init__(self, cfg: ServerConfig, backend: Backend | None = None, registry: KernelRegistry | None = None,
+                 ctx: zmq.Context | None = None) -> None:
+        self.cfg = cfg
+        self.registry = registry if registry is not None else load_registry(cfg.kernels_dirs)
+        self._own_ctx = ctx is None
+        self.ctx = ctx if ctx is not None else zmq.Context()
+        self._closed = False
+        self.backend = backend if backend is not None else make_backend(
+            cfg.backend, self.registry, device=cfg.device, lanes=cfg.lanes, max_task_bytes=cfg.max_task_bytes,
+            cache=KernelCache(cfg.cache_dir) if cfg.cache_dir else None, timing=cfg.stage_timing)
+        patterns = tuple(cfg.reply_to_patterns) if cfg.reply_to_patterns else DEFAULT_REPLY_PATTERNS
+        self.limits = Limits(max_task_bytes=cfg.max_task_bytes, priority_levels=cfg.priority_levels,
+                             reply_to_patterns=patterns)
+        self.receiver = Receiver(self.ctx, cfg.ingest, self.limits, hwm=cfg.ingest_hwm)
+        self.router = ResultRouter(self.ctx, cfg.results, patterns, sndhwm=cfg.result_hwm, linger_ms=cfg.linger_ms)
+        self.stats_socket: zmq.Socket | None = None
+        if cfg.stats:
+            self.stats_socket = self.ctx.socket(zmq.REP)
+            self.stats_socket.setsockopt(zmq.LINGER, 0)
+            self.stats_socket.bind(cfg.stats)
+        self.sched = make_scheduler(cfg.policy, levels=cfg.priority_levels, capacity=cfg.queue_capacity,
+                                    weights=cfg.ps_weights)
+        self.predictor = ServicePredictor()
+        self.admission = AdmissionControl(self.predictor, lanes=self.backend.lanes, mode=cfg.admission,
+                                          expiry=cfg.expire)
+        self.tracker = LatencyTracker(interval_stage="service")
+        self.monitor = LatencyMonitor(self.tracker, cfg.p95_target_us, cfg.monitor_interval_s, time.monotonic_ns())
+        self.metrics = None
+        if cfg.metrics_port is not None:
+            from .latency.metrics import start_metrics_server
+            self.metrics = start_metrics_server(cfg.metrics_port, self.tracker)
+        n = self.backend.lanes
+        self._lane_task: list[Task | None] = [None] * n
+        self._lane_dispatch_ns = [0] * n
+        self._lane_predicted_ns = [0] * n
+        self._free_lanes: list[int] = list(range(n - 1, -1, -1))  # a stack: pop() gives lane 0 first
+        self._busy_lanes: list[int] = []
+        self._inflight_keys: set[tuple[str | None, int | str]] = set()
+        self._seq = 0
+        self.results_sent = 0
+        self._stop = threading.Event()
+        self._accepting = True
+        self.started_ns = time.monotonic_ns()
+        if cfg.calibrate:
+            self.calibrate()
+
+    # ------------------------------------------------------------------ startup
+    def calibrate(self, repeats: int = 5) -> None:
+        """Seed the service predictor: time each kernel at a few sizes on lane 0 (host clock, whole submit)."""
+        rng = np.random.default_rng(0)
+        for spec in self.registry:
+            for size in (64, 1024, 16384):
+                try:
+                    inputs, params = spec.sample_inputs(rng, size)
+                    checked = spec.check(inputs, params)
+                    self.backend.check_fits(inputs, checked)
+                except TaskError:
+                    continue
+                samples = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter_ns()
+                    self.backend.submit(0, spec, inputs, checked)
+                    self.backend.wait(0)
+                    self.backend.collect(0)
+                    samples.append(time.perf_counter_ns() - t0)
+                sc = size_class(sum(a.nbytes for a in inputs))
+                self.predictor.seed(spec.name, sc, int(np.median(samples[1:] or samples)))
+
+    def describe(self) -> list[str]:
+        return [
+            f"backend: {self.backend.description}",
+            f"kernels: {', '.join(self.registry.names())}",
+            f"ingest: {self.receiver.endpoint}",
+            f"results: {self.router.default_endpoint or 'reply_to only'}",
+            f"stats: {self.cfg.stats or 'off'}; metrics: "
+            f"{f'http://127.0.0.1:{self.metrics.port}/metrics' if self.metrics else 'off'}",
+            f"policy: {self.cfg.policy}, lanes: {self.backend.lanes}, max task: {self.cfg.max_task_bytes} bytes, "
+            f"admission: {self.cfg.admission}, expire: {self.cfg.expire}, spin: {self.cfg.spin}",
+        ]
+
+    # ------------------------------------------------------------------ results
+    def _reply(self, task_id, reply_to: str | None, code: Code, message: str, outputs: Sequence[np.ndarray] = (),
+               missed: bool = False, latency_us: dict | None = None) -> None:
+        payload = encode_result(task_id, code, message, outputs, missed, latency_us)
+        self.router.send(reply_to, payload)
+        self.results_sent += 1
+
+    def _refuse(self, task: Task, code: Code, message: str, now_ns: int) -> None:
+        """A task refused after decode (duplicate, admission, queue full, shutdown)."""
+        self._reply(task.id, task.reply_to, code, message,
+                    latency_us={"service": (now_ns - task.recv_ns) * _NS_PER_US})
+        self.tracker.count_rejected(code)
+
+    # ------------------------------------------------------------------ ingest
+    def _accept(self, frame: bytes) -> None:
+        recv_ns = time.monotonic_ns()
+        self._seq += 1
+        try:
+            task = decode_task(frame, self.registry, self.limits, recv_ns, self._seq)
+        except Rejection as r:
+            if r.task_id is None:
+                self.receiver.log_undecodable(r.message)  # counts and logs, rate-limited
+                self.tracker.count_undecodable()
+                return
+            self._reply(r.task_id, r.reply_to, r.code, r.message)
+            self.tracker.count_rejected(r.code)
+            return
+        if not self._accepting:
+            self._refuse(task, Code.SHUTDOWN, "server is shutting down; task not run", recv_ns)
+            return
+        key = (task.reply_to, task.id)
+        if key in self._inflight_keys:
+            self._refuse(task, Code.DUPLICATE, f"task id {task.id!r} is already queued or running for this "
+                                               "reply endpoint; ids must be unique while in flight", recv_ns)
+            return
+        task.size_class = size_class(task.in_bytes)
+        try:
+            self.admission.submit(task, recv_ns, self.sched, self._inflight_remaining_ns(recv_ns))
+        except TaskError as e:
+            self._refuse(task, e.code, e.message, recv_ns)
+            return
+        self._inflight_keys.add(key)
+
+    def _inflight_remaining_ns(self, now_ns: int) -> int:
+        total = 0
+        for lane in self._busy_lanes:
+            left = self._lane_predicted_ns[lane] - (now_ns - self._lane_dispatch_ns[lane])
+            if left > 0:
+                total += left
+        return total
+
+    # ------------------------------------------------------------------ dispatch and completion
+    def _dispatch(self) -> None:
+        sched = self.sched
+        while self._free_lanes and len(sched):
+            cost_ns, task = sched.pop_entry()
+            now = time.monotonic_ns()
+            if self.admission.expired_at_dispatch(task, now):
+                self._inflight_keys.discard((task.reply_to, task.id))
+                late_us = (now - task.deadline_ns) * _NS_PER_US
+                msg = (f"deadline passed {late_us:.1f} µs ago" if late_us >= 0 else
+                       f"cannot finish within the {-late_us:.1f} µs left before its deadline")
+                self._reply(task.id, task.reply_to, Code.EXPIRED, f"{msg}; not run",
+                            latency_us={"queue": (now - task.recv_ns) * _NS_PER_US,
+                                        "service": (now - task.recv_ns) * _NS_PER_US})
+                self.tracker.count_expired()
+                continue
+            # Urgent tasks take the lowest free lane (highest stream priority); others the highest free one,
+            # which keeps the urgent lanes free for the next urgent arrival.
+            free = self._free_lanes
+            lane = free.pop() if task.priority == 0 else free.pop(0)
+            try:
+                self.backend.submit(lane, task.spec, task.inputs, task.checked)
+            except TaskError as e:
+                free.append(lane)
+                self._fail(task, e.code, e.message, now)
+                continue
+            except CudaError as e:
+                free.append(lane)
+                self._fail(task, Code.GPU_FAULT, str(e), now)
+                if e.sticky:
+                    self._gpu_fault(e)
+                continue
+            self._lane_task[lane] = task
+            self._lane_dispatch_ns[lane] = now
+            self._lane_predicted_ns[lane] = cost_ns
+            self._busy_lanes.append(lane)
+
+    def _fail(self, task: Task, code: Code, message: str, now_ns: int) -> None:
+        self._inflight_keys.discard((task.reply_to, task.id))
+        self._reply(task.id, task.reply_to, code, message,
+                    latency_us={"service": (now_ns - task.recv_ns) * _NS_PER_US})
+        self.tracker.count_error(code)
+
+    def _poll_lanes(self) -> bool:
+        done_any = False
+        backend = self.backend
+        for lane in tuple(self._busy_lanes):
+            try:
+                if not backend.poll(lane):
+                    continue
+            except CudaError as e:
+                self._gpu_fault(e)
+                return True
+            self._complete(lane)
+            done_any = True
+        return done_any
+
+    def _complete(self, lane: int) -> None:
+        task = self._lane_task[lane]
+        self._lane_task[lane] = None
+        self._busy_lanes.remove(lane)
+        backend = self.backend
+        outputs = backend.collect(lane)
+        done_ns = time.monotonic_ns()
+        times = backend.stage_times(lane)
+        dispatch_ns = self._lane_dispatch_ns[lane]
+        recv_ns = task.recv_ns
+        missed = task.deadline_ns is not None and done_ns > task.deadline_ns
+        latency_us = {
+            "queue": (dispatch_ns - recv_ns) * _NS_PER_US,
+            "h2d": times.h2d_ns * _NS_PER_US,
+            "kernel": times.kernel_ns * _NS_PER_US,
+            "d2h": times.d2h_ns * _NS_PER_US,
+            "service": (done_ns - recv_ns) * _NS_PER_US,
+        }
+        payload = encode_result(task.id, Code.OK, "", outputs, missed, latency_us)
+        # The lane is reusable only now: its output views were copied into the payload.
+        self._free_lanes.append(lane)
+        self.router.send(task.reply_to, payload)
+        sent_ns = time.monotonic_ns()
+        self.results_sent += 1
+        self._inflight_keys.discard((task.reply_to, task.id))
+        stages = {"queue": dispatch_ns - recv_ns, "h2d": times.h2d_ns, "kernel": times.kernel_ns,
+                  "d2h": times.d2h_ns, "service": sent_ns - recv_ns}
+        if task.sent_ns is not None:
+            stages["e2e"] = time.time_ns() - task.sent_ns
+        self.tracker.record_stages(task.kernel, task.priority, stages)
+        self.tracker.count_ok(sent_ns, missed)
+        self.predictor.observe(task.kernel, task.size_class, done_ns - dispatch_ns)
+
+    def _gpu_fault(self, err: CudaError) -> None:
+        """A sticky CUDA error poisons the context: every in-flight task gets GPU_FAULT, then we stop."""
+        log.error("GPU fault: %s; failing %d in-flight task(s)", err, len(self._busy_lanes))
+        now = time.monotonic_ns()
+        for lane in tuple(self._busy_lanes):
+            task = self._lane_task[lane]
+            self._lane_task[lane] = None
+            self._busy_lanes.remove(lane)
+            if task is not None:
+                self._fail(task, Code.GPU_FAULT, f"GPU fault while running: {err}", now)
+        if err.sticky:
+            self.stop()
+
+    # ------------------------------------------------------------------ stats
+    def snapshot(self) -> dict:
+        now = time.monotonic_ns()
+        snap = self.tracker.snapshot(now)
+        snap["stages"] = self.tracker.stage_summaries()
+        snap["server"] = {
+            "backend": self.backend.description,
+            "policy": self.cfg.policy,
+            "lanes": self.backend.lanes,
+            "uptime_s": (now - self.started_ns) / 1e9,
+            "frames": self.receiver.frames,
+            "undecodable": self.receiver.undecodable,
+            "results_sent": self.results_sent,
+            "undeliverable": self.router.undeliverable,
+            "queued": len(self.sched),
+            "in_flight": len(self._busy_lanes),
+        }
+        return snap
+
+    def _serve_stats(self) -> None:
+        sock = self.stats_socket
+        try:
+            sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        sock.send(msgpack.packb(self.snapshot(), use_bin_type=True))
+
+    # ------------------------------------------------------------------ loop
+    def stop(self) -> None:
+        """Ask the loop to stop accepting and drain (thread- and signal-safe)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def serve_forever(self) -> None:
+        sock = self.receiver.socket
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if self.stats_socket is not None:
+            poller.register(self.stats_socket, zmq.POLLIN)
+        stats_sock = self.stats_socket
+        spin = self.cfg.spin
+        idle_timeout_ms = max(1, min(100, int(self.cfg.monitor_interval_s * 1000)))
+        next_housekeeping_ns = 0
+        recv = sock.recv
+        nonblock = zmq.NOBLOCK
+        again = zmq.Again
+        accept = self._accept
+        while not self._stop.is_set():
+            progressed = False
+            for _ in range(_INGEST_BATCH):
+                try:
+                    frame = recv(nonblock, copy=True)
+                except again:
+                    break
+                self.receiver.frames += 1
+                accept(frame)
+                progressed = True
+            if self._busy_lanes and self._poll_lanes():
+                progressed = True
+            if self._free_lanes and len(self.sched):
+                self._dispatch()
+            now = time.monotonic_ns()
+            if now >= next_housekeeping_ns:
+                next_housekeeping_ns = now + 1_000_000
+                for line in self.monitor.maybe_tick(now):
+                    log.info("%s", line)
+                if stats_sock is not None:
+                    self._serve_stats()
+            if not progressed and not self._busy_lanes and not len(self.sched) and not spin:
+                poller.poll(idle_timeout_ms)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Stop accepting; answer everything read: run queued tasks until the drain timeout, reject the rest."""
+        self._accepting = False
+        sock = self.receiver.socket
+        # Frames already received by ZeroMQ are read and answered SHUTDOWN, so none is lost silently.
+        while True:
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.receiver.frames += 1
+            self._accept(frame)
+        self.receiver.close()
+        deadline = time.monotonic_ns() + int(self.cfg.drain_timeout_s * 1e9)
+        while (len(self.sched) or self._busy_lanes) and time.monotonic_ns() < deadline:
+            if self._busy_lanes:
+                self._poll_lanes()
+            if self._free_lanes and len(self.sched):
+                self._dispatch()
+        now = time.monotonic_ns()
+        leftover = self.sched.drain()
+        for task in leftover:
+            self._inflight_keys.discard((task.reply_to, task.id))
+            self._refuse(task, Code.SHUTDOWN, "server shut down before this task could run", now)
+        for lane in tuple(self._busy_lanes):  # only after the drain timeout: the GPU did not finish in time
+            task = self._lane_task[lane]
+            self._busy_lanes.remove(lane)
+            if task is not None:
+                self._fail(task, Code.SHUTDOWN, "server shut down while the task was running", now)
+        log.info("shutdown: %d result(s) sent, %d queued task(s) rejected SHUTDOWN, %d undeliverable",
+                 self.results_sent, len(leftover), self.router.undeliverable)
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.receiver.close()
+        self.router.close(self.cfg.linger_ms)
+        if self.stats_socket is not None:
+            self.stats_socket.close(linger=0)
+        if self.metrics is not None:
+            self.metrics.close()
+        self.backend.close()
+        if self._own_ctx:
+            self.ctx.term()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_server(cfg: ServerConfig) -> int:
+    """The body of ``zmqrt serve``: start, log what runs where, serve until SIGINT/SIGTERM, drain, exit 0."""
+    server = Server(cfg)
+    for line in server.describe():
+        log.info("%s", line)
+    server.install_signal_handlers()
+    log.info("serving; SIGINT or SIGTERM drains and stops")
+    server.serve_forever()
+    return 0
