@@ -1,0 +1,169 @@
+"""Producer round trip of 1 KiB ``vector_add`` at 10 kHz over ipc: zmqrt against its floors, in one run.
+
+The same open-loop producer (``ingest.openloop``: latency from the intended send time) drives, in turn:
+1. the bare ZeroMQ msgpack echo (``bench/floor_servers.py``),
+2. the minimal ZeroMQ -> CUDA graph -> ZeroMQ prototype (same file),
+3. a zmqrt server (CUDA backend, EDF, deadlines on every task) started as ``zmqrt serve`` would be.
+Each in blocking mode and in spin mode. zmqrt's outputs are checked against numpy.
+Targets: issue 3, zmqrt p50 and p99 <= 1.15x the prototype; issue 6, service p50 <= 20 us, p99 <= 40 us and
+at or below the prototype's server side, round trip <= 1.1x the prototype.
+
+Usage: python3 bench/roundtrip.py [--n 20000] [--rate 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import card_name, environment, md_row, summarize, write_results  # noqa: E402
+from bench.floor_servers import echo_server, prototype_server  # noqa: E402
+from ingest.openloop import Planned, run_open_loop  # noqa: E402
+
+
+def plan(n: int, rate_hz: float, deadline_us: float | None, rng) -> tuple[list[Planned], dict]:
+    pool = [[rng.standard_normal(256).astype(np.float32), rng.standard_normal(256).astype(np.float32)]
+            for _ in range(64)]
+    period_ns = int(1e9 / rate_hz)
+    tasks = [Planned(i * period_ns, "vector_add", pool[i % 64], priority=0, deadline_us=deadline_us)
+             for i in range(n)]
+    return tasks, {i: pool[i % 64] for i in range(0, n, 50)}
+
+
+def drive(endpoint: str, n: int, rate: float, deadline_us, rng, warm: int, echo: bool = False) -> tuple[dict, list]:
+    tasks, kept = plan(warm + n, rate, deadline_us, rng)
+    recs = run_open_loop(endpoint, tasks, timeout_s=10.0, keep_outputs=lambda i: i in kept)
+    bad = 0
+    for i, inputs in kept.items():
+        r = recs[i]
+        want = inputs[0] if echo else inputs[0] + inputs[1]
+        if r.status != "ok" or r.outputs is None or not np.allclose(r.outputs[0], want):
+            bad += 1
+    body = recs[warm:]
+    ok = [r for r in body if r.status == "ok"]
+    row = summarize([r.latency_ns for r in ok]) if ok else {}
+    row.update(lost=sum(r.status == "lost" for r in body), not_ok=len(body) - len(ok), wrong_outputs=bad,
+               missed=sum(r.missed_deadline for r in ok))
+    return row, body
+
+
+def run_floor(target, n_total: int, spin: bool, args, rng) -> tuple[dict, dict]:
+    ctx = mp.get_context("spawn")
+    ready, out_q = ctx.Event(), ctx.Queue()
+    ep = f"ipc://{tempfile.mkdtemp(prefix='zrt')}/in"
+    proc = ctx.Process(target=target, args=(ep, n_total, spin, ready, out_q), daemon=True)
+    proc.start()
+    if not ready.wait(120):
+        raise RuntimeError(f"{target.__name__} did not start")
+    row, _ = drive(ep, args.n, args.rate, None, rng, args.warm, echo=target is echo_server)
+    spans = out_q.get(timeout=60)
+    proc.join(10)
+    return row, summarize(spans[args.warm:])
+
+
+def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
+    import msgpack
+    import zmq
+
+    from zmqrt.config import ServerConfig
+    from zmqrt.demo import start_server, stop_server
+
+    tmp = tempfile.mkdtemp(prefix="zrt")
+    cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=f"ipc://{tmp}/stats", lanes=args.lanes,
+                       spin=spin, policy="edf", stage_timing=not args.no_stage_timing)
+    proc = start_server(cfg)
+    try:
+        row, body = drive(cfg.ingest, args.n, args.rate, args.deadline_us, rng, args.warm)
+        ctx = zmq.Context()
+        req = ctx.socket(zmq.REQ)
+        req.setsockopt(zmq.LINGER, 0)
+        req.connect(cfg.stats)
+        req.send(b"stats")
+        snap = msgpack.unpackb(req.recv(), raw=False) if req.poll(5000) else {}
+        req.close()
+        ctx.term()
+    finally:
+        stop_server(proc)
+    # Service as the server's result reports it (receipt to just before encoding), for the measured tasks only;
+    # the tracker's service histogram (receipt to sent, all tasks including warm-up) is kept beside it.
+    service = [int(r.server_latency_us.get("service", 0) * 1e3) for r in body if r.status == "ok"]
+    srv = summarize(service) if service else {}
+    stages = {}
+    for stage in ("queue", "h2d", "kernel", "d2h"):
+        vals = [int(r.server_latency_us.get(stage, 0) * 1e3) for r in body if r.status == "ok"]
+        if vals:
+            stages[stage] = summarize(vals)
+    tracker_service = snap.get("stages", {}).get("service", {})
+    srv["tracker_receipt_to_sent"] = {k: v / 1e3 for k, v in tracker_service.items() if k.endswith("_ns")}
+    srv["stages"] = stages
+    return row, srv
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20000, help="measured tasks per path (default 20000)")
+    ap.add_argument("--warm", type=int, default=2000, help="warm-up tasks per path, not measured")
+    ap.add_argument("--rate", type=float, default=10_000.0, help="send rate in Hz (default 10000)")
+    ap.add_argument("--deadline-us", type=float, default=1000.0, help="deadline on zmqrt tasks (default 1000)")
+    ap.add_argument("--lanes", type=int, default=4)
+    ap.add_argument("--modes", default="block,spin", help="comma list of block, spin")
+    ap.add_argument("--no-stage-timing", action="store_true")
+    args = ap.parse_args()
+    rng = np.random.default_rng()
+    results: dict = {"card": card_name(), "env": environment(), "n": args.n, "rate_hz": args.rate,
+                     "payload": "vector_add 2 x 256 float32 in, 256 out, ipc", "paths": {}}
+    total = args.n + args.warm
+    for mode in args.modes.split(","):
+        spin = mode == "spin"
+        for name, runner in (("zmq echo", lambda s: run_floor(echo_server, total, s, args, rng)),
+                             ("prototype", lambda s: run_floor(prototype_server, total, s, args, rng)),
+                             ("zmqrt", lambda s: run_zmqrt(s, args, rng))):
+            t0 = time.perf_counter()
+            rtt, server_side = runner(spin)
+            key = f"{name} [{mode}]"
+            results["paths"][key] = {"roundtrip_us": rtt, "server_side_us": server_side}
+            print(f"{key:22s} RTT p50 {rtt.get('p50', float('nan')):7.1f} p99 {rtt.get('p99', float('nan')):7.1f} "
+                  f"p99.9 {rtt.get('p999', float('nan')):7.1f} us | server p50 "
+                  f"{server_side.get('p50', float('nan')):6.1f} p99 {server_side.get('p99', float('nan')):6.1f} us"
+                  f" | lost {rtt.get('lost')} not_ok {rtt.get('not_ok')} wrong {rtt.get('wrong_outputs')} "
+                  f"({time.perf_counter() - t0:.1f} s)", flush=True)
+        z, p = results["paths"][f"zmqrt [{mode}]"], results["paths"][f"prototype [{mode}]"]
+        results[f"ratio_{mode}"] = {
+            "roundtrip_p50": z["roundtrip_us"]["p50"] / p["roundtrip_us"]["p50"],
+            "roundtrip_p99": z["roundtrip_us"]["p99"] / p["roundtrip_us"]["p99"],
+            "service_p50_vs_proto_server": z["server_side_us"]["p50"] / p["server_side_us"]["p50"],
+            "service_p99_vs_proto_server": z["server_side_us"]["p99"] / p["server_side_us"]["p99"],
+        }
+        print(f"ratios [{mode}]: {results[f'ratio_{mode}']}", flush=True)
+    lines = [f"# Producer round trip, 1 KiB vector_add at {args.rate / 1e3:.0f} kHz over ipc: {results['card']}", "",
+             "Latency from the intended send time, µs. Server side: receive to send (floors: own timer; zmqrt: "
+             "the service stage it reports).", "",
+             md_row(["path", "RTT p50", "RTT p99", "RTT p99.9", "server p50", "server p99", "lost", "not ok"]),
+             md_row(["---"] * 8)]
+    for key, row in results["paths"].items():
+        r, s = row["roundtrip_us"], row["server_side_us"]
+        lines.append(md_row([key, f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['p999']:.1f}", f"{s['p50']:.1f}",
+                             f"{s['p99']:.1f}", r["lost"], r["not_ok"]]))
+    lines.append("")
+    for mode in args.modes.split(","):
+        rr = results[f"ratio_{mode}"]
+        lines.append(f"- {mode}: zmqrt / prototype round trip p50 {rr['roundtrip_p50']:.2f}x, p99 "
+                     f"{rr['roundtrip_p99']:.2f}x; zmqrt service / prototype server side p50 "
+                     f"{rr['service_p50_vs_proto_server']:.2f}x, p99 {rr['service_p99_vs_proto_server']:.2f}x")
+    lines.append("")
+    path = write_results("roundtrip", results, "\n".join(lines))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
