@@ -79,7 +79,7 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
 
     tmp = tempfile.mkdtemp(prefix="zrt")
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=f"ipc://{tmp}/stats", lanes=args.lanes,
-                       spin=spin, policy="edf", stage_timing=not args.no_stage_timing)
+                       spin=spin, policy="edf", stage_timing_every=args.stage_timing_every)
     proc = start_server(cfg)
     try:
         row, body = drive(cfg.ingest, args.n, args.rate, args.deadline_us, rng, args.warm)
@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--deadline-us", type=float, default=1000.0, help="deadline on zmqrt tasks (default 1000)")
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--modes", default="block,spin", help="comma list of block, spin")
-    ap.add_argument("--no-stage-timing", action="store_true")
+    ap.add_argument("--stage-timing-every", type=int, default=1, help="GPU stage events on every Nth task")
     args = ap.parse_args()
     rng = np.random.default_rng()
     results: dict = {"card": card_name(), "env": environment(), "n": args.n, "rate_hz": args.rate,

@@ -132,15 +132,14 @@ def test_graph_capture_replays_lane_work(backend):
     a = np.random.default_rng().standard_normal(256).astype(np.float32)
     b = np.random.default_rng().standard_normal(256).astype(np.float32)
     checked = spec.check([a, b], {})
-    kernel = backend.kernel("vector_add")
-    plan = spec.plan([a.shape, b.shape], checked.params)
-    backend.lane(1).submit(kernel, plan, [a, b], checked.outputs)  # lays out inputs and args once
+    backend.submit(1, spec, [a, b], checked)  # prepares the launch (args, views) for this shape on lane 1
     ln.wait()
-    ln.collect()
+    prep = ln._current
     with Graph.capture(ln.stream) as cap:
         from cuda.bindings import driver as cu
         cu.cuMemcpyHtoDAsync(ln.d_in.handle, ln.h_in.ptr, 2048, ln.stream.handle)
-        kernel.launch(ln.stream, plan.grid, plan.block, plan.shared_bytes, ln.args)
+        cu.cuLaunchKernel(prep.func, *prep.grid, *prep.block, prep.shared_bytes, ln.stream.handle,
+                          prep.args.address, 0)
         cu.cuMemcpyDtoHAsync(ln.h_out.ptr, ln.d_out.handle, 1024, ln.stream.handle)
     graph = cap.graph
     with graph:

@@ -205,7 +205,8 @@ def test_predictor_seed_observe_and_fallback() -> None:
     p.observe("fft", 3, 1500)  # n=3 > warm-up 2, a=0.5: err 0, mean 1500, dev 375
     assert p.predict_ns("fft", 3) == 1500 + 750
     p.seed("fft", 1, 100)
-    assert p.predict_ns("fft", 7) == 2250  # unseen class: the kernel's largest known prediction
+    assert p.predict_ns("fft", 2) == 2250  # unseen smaller class: the nearest known class above
+    assert p.predict_ns("fft", 7) == 2250 << 4  # above all known: the largest, scaled linearly in bytes
     assert p.predict_ns("matmul", 0) == 777
     snap = p.snapshot()
     assert snap["fft"]["3"]["n"] == 3 and snap["fft"]["3"]["pred_ns"] == 2250

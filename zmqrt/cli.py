@@ -47,8 +47,8 @@ def _add_serve(sub) -> None:
                    "~/.cache/zmqrt)")
     p.add_argument("--spin", action="store_true", default=None, help="busy-poll even when idle (lowest latency, "
                    "burns a core)")
-    p.add_argument("--no-stage-timing", dest="stage_timing", action="store_false", default=None,
-                   help="skip the GPU timing events around h2d/kernel/d2h")
+    p.add_argument("--stage-timing-every", type=int, metavar="N", help="record GPU events around h2d/kernel/d2h "
+                   "on every Nth task (default 1: every task; 0: never). Each timed task costs a few µs")
     p.add_argument("--p95-target-us", type=float, help="warn in the monitor line when P95 exceeds this")
     p.add_argument("-v", "--verbose", action="store_true")
 
@@ -60,7 +60,7 @@ def cmd_serve(args) -> int:
     _setup_logging(args.verbose)
     overrides = {k: getattr(args, k) for k in (
         "backend", "device", "ingest", "results", "stats", "metrics_port", "policy", "lanes", "max_task_bytes",
-        "priority_levels", "queue_capacity", "admission", "expire", "cache_dir", "spin", "stage_timing",
+        "priority_levels", "queue_capacity", "admission", "expire", "cache_dir", "spin", "stage_timing_every",
         "p95_target_us")}
     overrides["kernels_dirs"] = args.kernels_dir
     try:

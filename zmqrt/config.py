@@ -43,7 +43,7 @@ class ServerConfig:
     kernels_dirs: list[str] = field(default_factory=list)
     cache_dir: str | None = None
     spin: bool = False  # busy-poll sockets and events even when idle
-    stage_timing: bool = True  # GPU events around h2d/kernel/d2h
+    stage_timing_every: int = 1  # GPU events around h2d/kernel/d2h on every Nth task per lane; 0: never
     calibrate: bool = True
     monitor_interval_s: float = 1.0
     p95_target_us: float = 100.0
@@ -89,6 +89,8 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"lanes must be 1..64, not {cfg.lanes}")
     if cfg.max_task_bytes < 1024:
         raise ValueError(f"max_task_bytes must be at least 1024, not {cfg.max_task_bytes}")
+    if cfg.stage_timing_every < 0:
+        raise ValueError(f"stage_timing_every must be >= 0, not {cfg.stage_timing_every}")
     if cfg.admission not in ("reject", "flag"):
         raise ValueError(f"admission must be reject or flag, not {cfg.admission!r}")
     if cfg.expire not in ("off", "late", "predicted"):

@@ -55,7 +55,8 @@ class Backend(ABC):
     max_task_bytes: int
 
     @abstractmethod
-    def submit(self, lane: int, spec, inputs: Sequence[np.ndarray], checked) -> None: ...
+    def submit(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, timed: bool = True) -> None:
+        """Start one task on an idle lane. ``timed`` asks for GPU stage times (a few µs of events on CUDA)."""
 
     @abstractmethod
     def poll(self, lane: int) -> bool: ...
@@ -67,7 +68,8 @@ class Backend(ABC):
     def collect(self, lane: int) -> list[np.ndarray]: ...
 
     @abstractmethod
-    def stage_times(self, lane: int) -> StageTimes: ...
+    def stage_times(self, lane: int) -> StageTimes | None:
+        """Stage times of the lane's last task; None when it was submitted untimed."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -94,7 +96,7 @@ class Backend(ABC):
         self.submit(lane, spec, inputs, checked)
         self.wait(lane)
         outputs = [np.array(o, copy=True) for o in self.collect(lane)]
-        return outputs, self.stage_times(lane)
+        return outputs, self.stage_times(lane) or StageTimes()
 
     def __enter__(self):
         return self

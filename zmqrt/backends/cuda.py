@@ -88,10 +88,17 @@ class CudaBackend(Backend):
     def kernel(self, name: str):
         return self._kernels[name]
 
-    def submit(self, lane: int, spec, inputs: Sequence[np.ndarray], checked) -> None:
-        self.check_fits(inputs, checked)
-        plan = spec.plan([a.shape for a in inputs], checked.params)
-        self._lanes[lane].submit(self._kernels[spec.name], plan, inputs, checked.outputs)
+    def submit(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, timed: bool = True) -> None:
+        params = checked.params
+        key = (spec.name, tuple([(a.shape, a.dtype.num) for a in inputs]),
+               tuple(params.values()) if params else ())
+        ln = self._lanes[lane]
+        prep = ln._prepared.get(key)
+        if prep is None:  # first task of this shape on this lane: the cold path
+            self.check_fits(inputs, checked)
+            prep = ln.prepared(key, self._kernels[spec.name],
+                               lambda: spec.plan([a.shape for a in inputs], params), inputs, checked.outputs)
+        ln.submit(prep, inputs, timed)
 
     def poll(self, lane: int) -> bool:
         return self._lanes[lane].poll()
@@ -105,7 +112,7 @@ class CudaBackend(Backend):
     def collect(self, lane: int) -> list[np.ndarray]:
         return self._lanes[lane].collect()
 
-    def stage_times(self, lane: int) -> StageTimes:
+    def stage_times(self, lane: int) -> StageTimes | None:
         return self._lanes[lane].stage_times()
 
     def lane(self, index: int) -> Lane:

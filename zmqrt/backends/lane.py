@@ -1,13 +1,16 @@
 """One CUDA execution lane: a stream, pinned input/output slots, device buffers, events and kernel args.
 
-Everything is allocated at construction. Per task the lane copies the inputs into its pinned slot (numpy
-copy on a uint8 view: one memcpy per input), enqueues one H2D for all inputs, the launch, one D2H for all
-outputs, and records events around each stage. Completion is an event query; nothing here blocks unless
-``wait`` is called.
+Everything is allocated at construction. A task shape seen before is a *prepared launch* on this lane: its
+kernel arguments (device pointers into this lane's buffers, then scalars) are already written into a
+kernelParams array of its own, and typed numpy views of the pinned slots exist for every input and output.
+Per task the lane then only copies the inputs into pinned memory (one numpy copy each), enqueues one H2D
+for all inputs, the launch, one D2H for all outputs, and (with stage timing) records events around each
+stage. Completion is a stream or event query; nothing here blocks unless ``wait`` is called.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +20,50 @@ from ..cuda import DeviceBuffer, Event, KernelArgs, PinnedBuffer, Stream
 from ..cuda import check as cu_check
 from ..cuda import query as cu_query
 from .base import SLOT_ALIGN_BYTES, StageTimes
+
+_PREPARED_PER_LANE = 256  # distinct (kernel, shapes, params) remembered per lane
+
+
+def _align(n: int) -> int:
+    return -(-n // SLOT_ALIGN_BYTES) * SLOT_ALIGN_BYTES
+
+
+class Prepared:
+    """A launch bound to one lane: arguments written, pinned views made. Built once per task shape."""
+
+    __slots__ = ("func", "entry", "grid", "block", "shared_bytes", "args", "in_views", "out_views", "in_bytes",
+                 "out_bytes")
+
+    def __init__(self, lane: Lane, kernel, plan, in_specs: Sequence[tuple[tuple[int, ...], np.dtype]],
+                 out_specs: Sequence[tuple[tuple[int, ...], np.dtype]]) -> None:
+        self.func = kernel.func
+        self.entry = kernel.entry
+        self.grid = plan.grid
+        self.block = plan.block
+        self.shared_bytes = plan.shared_bytes
+        self.args = args = KernelArgs()
+        slot = 0
+        off = 0
+        self.in_views = []
+        for shape, dtype in in_specs:
+            n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            self.in_views.append(lane.h_in.view[off:off + n].view(dtype).reshape(shape))
+            args.set_ptr(slot, lane.d_in.ptr + off)
+            slot += 1
+            off = _align(off + n)
+        self.in_bytes = max(off, 1)
+        off = 0
+        self.out_views = []
+        for shape, dtype in out_specs:
+            n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            self.out_views.append(lane.h_out.view[off:off + n].view(dtype).reshape(shape))
+            args.set_ptr(slot, lane.d_out.ptr + off)
+            slot += 1
+            off = _align(off + n)
+        self.out_bytes = max(off, 1)
+        for kind, value in plan.scalars:
+            args.set_scalar(slot, kind, value)
+            slot += 1
 
 
 class Lane:
@@ -29,95 +76,103 @@ class Lane:
         self.h_out = PinnedBuffer(slot_bytes)
         self.d_in = DeviceBuffer(slot_bytes)
         self.d_out = DeviceBuffer(slot_bytes)
-        self.args = KernelArgs()
-        # Timing events bracket each stage; with timing off only the completion event is recorded.
+        self.args = KernelArgs()  # scratch for callers that launch by hand (tests, graphs)
+        # Timing events bracket each stage; with timing off no event is recorded at all and completion is a
+        # stream query, exactly the calls of the bare floor.
         self.ev_start = Event(timing=timing)
         self.ev_h2d = Event(timing=timing)
         self.ev_kernel = Event(timing=timing)
         self.ev_done = Event(timing=timing)
-        self._out_layout: list[tuple[int, int, tuple[int, ...], np.dtype]] = []
-        self._stream_h = self.stream.handle
-        self._in_view = self.h_in.view
-        self._out_view = self.h_out.view
+        self._prepared: OrderedDict[tuple, Prepared] = OrderedDict()
+        self._current: Prepared | None = None
+        self._timed = False
+        # Raw handles, read once: a property access per driver call would add up on the hot path.
+        self._s = self.stream.handle
+        self._d_in = self.d_in.handle
+        self._d_out = self.d_out.handle
+        self._h_in = self.h_in.ptr
+        self._h_out = self.h_out.ptr
+        self._ev = (self.ev_start.handle, self.ev_h2d.handle, self.ev_kernel.handle, self.ev_done.handle)
         self.busy = False
 
-    def submit(self, kernel, plan, inputs: Sequence[np.ndarray], outputs: Sequence[tuple[tuple[int, ...], np.dtype]]
-               ) -> None:
-        """Enqueue one task. ``kernel`` is a loaded :class:`zmqrt.cuda.Kernel`; ``plan`` its LaunchPlan."""
-        args = self.args
-        in_view = self._in_view
-        d_in = self.d_in.ptr
-        off = 0
-        slot = 0
-        for a in inputs:
-            n = a.nbytes
-            in_view[off:off + n] = a.reshape(-1).view(np.uint8)
-            args.set_ptr(slot, d_in + off)
-            slot += 1
-            off = -(-(off + n) // SLOT_ALIGN_BYTES) * SLOT_ALIGN_BYTES
-        in_bytes = off
-        d_out = self.d_out.ptr
-        layout = self._out_layout
-        layout.clear()
-        off = 0
-        for shape, dtype in outputs:
-            n = int(np.prod(shape)) * dtype.itemsize
-            layout.append((off, n, shape, dtype))
-            args.set_ptr(slot, d_out + off)
-            slot += 1
-            off = -(-(off + n) // SLOT_ALIGN_BYTES) * SLOT_ALIGN_BYTES
-        out_bytes = off
-        for kind, value in plan.scalars:
-            args.set_scalar(slot, kind, value)
-            slot += 1
-        s = self._stream_h
-        if self.timing:
-            cu_check(cu.cuEventRecord(self.ev_start.handle, s), "cuEventRecord")
-        cu_check(cu.cuMemcpyHtoDAsync(self.d_in.handle, self.h_in.ptr, in_bytes, s), "cuMemcpyHtoDAsync")
-        if self.timing:
-            cu_check(cu.cuEventRecord(self.ev_h2d.handle, s), "cuEventRecord")
-        g, b = plan.grid, plan.block
-        err = cu.cuLaunchKernel(kernel.func, g[0], g[1], g[2], b[0], b[1], b[2], plan.shared_bytes, s,
-                                args.address, 0)[0]
+    def prepared(self, key: tuple, kernel, plan_fn, inputs: Sequence[np.ndarray],
+                 outputs: Sequence[tuple[tuple[int, ...], np.dtype]]) -> Prepared:
+        """The prepared launch for ``key``, built (with ``plan_fn()``) on first use."""
+        prep = self._prepared.get(key)
+        if prep is None:
+            prep = Prepared(self, kernel, plan_fn(), [(a.shape, a.dtype) for a in inputs], outputs)
+            if len(self._prepared) >= _PREPARED_PER_LANE:
+                self._prepared.popitem(last=False)
+            self._prepared[key] = prep
+        return prep
+
+    def submit(self, prep: Prepared, inputs: Sequence[np.ndarray], timed: bool = True) -> None:
+        """Enqueue one task whose launch is ``prep`` (from :meth:`prepared` on this lane).
+
+        ``timed`` records the four stage events (when the lane was built with timing); otherwise no event is
+        recorded and completion is a stream query: the same driver calls as the bare floor.
+        """
+        for view, a in zip(prep.in_views, inputs):  # noqa: B905 - same length by construction
+            view[...] = a
+        s = self._s
+        ev = self._ev
+        timing = self._timed = timed and self.timing
+        if timing:
+            cu_check(cu.cuEventRecord(ev[0], s), "cuEventRecord")
+        err = cu.cuMemcpyHtoDAsync(self._d_in, self._h_in, prep.in_bytes, s)[0]
         if err:
-            cu_check((err,), f"cuLaunchKernel({kernel.entry})")
-        if self.timing:
-            cu_check(cu.cuEventRecord(self.ev_kernel.handle, s), "cuEventRecord")
-        cu_check(cu.cuMemcpyDtoHAsync(self.h_out.ptr, self.d_out.handle, out_bytes, s), "cuMemcpyDtoHAsync")
-        cu_check(cu.cuEventRecord(self.ev_done.handle, s), "cuEventRecord")
+            cu_check((err,), "cuMemcpyHtoDAsync")
+        if timing:
+            cu_check(cu.cuEventRecord(ev[1], s), "cuEventRecord")
+        g, b = prep.grid, prep.block
+        err = cu.cuLaunchKernel(prep.func, g[0], g[1], g[2], b[0], b[1], b[2], prep.shared_bytes, s,
+                                prep.args.address, 0)[0]
+        if err:
+            cu_check((err,), f"cuLaunchKernel({prep.entry})")
+        if timing:
+            cu_check(cu.cuEventRecord(ev[2], s), "cuEventRecord")
+        err = cu.cuMemcpyDtoHAsync(self._h_out, self._d_out, prep.out_bytes, s)[0]
+        if err:
+            cu_check((err,), "cuMemcpyDtoHAsync")
+        if timing:
+            cu_check(cu.cuEventRecord(ev[3], s), "cuEventRecord")
+        self._current = prep
         self.busy = True
 
     def poll(self) -> bool:
-        return cu_query(cu.cuEventQuery(self.ev_done.handle), "cuEventQuery")
+        if self._timed:
+            return cu_query(cu.cuEventQuery(self._ev[3]), "cuEventQuery")
+        return cu_query(cu.cuStreamQuery(self._s), "cuStreamQuery")
 
     def wait(self) -> None:
-        cu_check(cu.cuEventSynchronize(self.ev_done.handle), "cuEventSynchronize")
+        if self._timed:
+            cu_check(cu.cuEventSynchronize(self._ev[3]), "cuEventSynchronize")
+        else:
+            cu_check(cu.cuStreamSynchronize(self._s), "cuStreamSynchronize")
 
     def spin(self) -> None:
-        """Busy-wait on the completion event: lowest wake-up latency, burns a core."""
-        done = self.ev_done.handle
-        not_ready = cu.CUresult.CUDA_ERROR_NOT_READY
-        while True:
-            err = cu.cuEventQuery(done)[0]
-            if not err:
-                return
-            if err != not_ready:
-                cu_check((err,), "cuEventQuery")
+        """Busy-wait for completion: lowest wake-up latency, burns a core."""
+        while not self.poll():
+            pass
 
     def collect(self) -> list[np.ndarray]:
-        view = self._out_view
+        """The outputs: views into pinned memory, valid until the next submit on this lane."""
         self.busy = False
-        return [view[off:off + n].view(dtype).reshape(shape) for off, n, shape, dtype in self._out_layout]
+        return self._current.out_views
 
-    def stage_times(self) -> StageTimes:
-        if not self.timing:
-            return StageTimes()
-        h2d = self.ev_h2d.elapsed_ms(self.ev_start)
-        ker = self.ev_kernel.elapsed_ms(self.ev_h2d)
-        d2h = self.ev_done.elapsed_ms(self.ev_kernel)
+    def stage_times(self) -> StageTimes | None:
+        """GPU stage times of the last task, or None when it was not timed."""
+        if not self._timed:
+            return None
+        ev = self._ev
+        h2d = cu_check(cu.cuEventElapsedTime(ev[0], ev[1]), "cuEventElapsedTime")
+        ker = cu_check(cu.cuEventElapsedTime(ev[1], ev[2]), "cuEventElapsedTime")
+        d2h = cu_check(cu.cuEventElapsedTime(ev[2], ev[3]), "cuEventElapsedTime")
         return StageTimes(int(h2d * 1e6), int(ker * 1e6), int(d2h * 1e6))
 
     def close(self) -> None:
+        self._prepared.clear()
+        self._current = None
         for res in (self.ev_start, self.ev_h2d, self.ev_kernel, self.ev_done, self.d_in, self.d_out, self.h_in,
                     self.h_out, self.stream):
             res.close()

@@ -12,8 +12,8 @@ absolute deviation from it (for a normal distribution, mean abs deviation = 0.8 
 - The first sample initialises ``dev`` to ``initial_dev_frac * ns``: until more samples arrive the estimate
   stays pessimistic.
 - ``seed()`` is a calibration sample (done by the server at start) and updates exactly like ``observe()``.
-- An unseen key falls back to the largest prediction among the kernel's known size classes (conservative
-  for smaller classes), else to ``default_ns``.
+- An unseen key falls back to the nearest known size class above it (conservative), else to the largest
+  known class scaled linearly in bytes, else to ``default_ns``.
 
 Predictions are cached per key, so ``predict_ns`` is two dict lookups. Not thread-safe.
 """
@@ -84,8 +84,19 @@ class ServicePredictor:
             if e is not None:
                 return e.pred_ns
             if by_class:
-                return max(x.pred_ns for x in by_class.values())
+                return self._fallback(by_class, size_class)
         return self.default_ns
+
+    @staticmethod
+    def _fallback(by_class: dict[int, _Estimate], size_class: int) -> int:
+        # The nearest known class above is an upper bound for smaller work; above every known class, scale
+        # the largest one linearly in bytes (size classes are powers of two), which over-predicts for
+        # latency-bound small kernels and is about right for bandwidth-bound large ones.
+        above = [sc for sc in by_class if sc >= size_class]
+        if above:
+            return by_class[min(above)].pred_ns
+        top = max(by_class)
+        return by_class[top].pred_ns << (size_class - top)
 
     def known(self, kernel: str, size_class: int) -> bool:
         """Whether (kernel, size_class) has at least one sample."""
