@@ -3,8 +3,8 @@
 Round trip per task, 1 KiB ``vector_add`` (2 x 256 float32 in, 256 out), measured on the host clock:
 - bare: numpy copy into pinned memory, cuMemcpyHtoDAsync, cuLaunchKernel (preallocated kernelParams),
   cuMemcpyDtoHAsync, cuStreamSynchronize: the same three driver calls with nothing around them;
-- executor: ``spec.check`` + ``CudaBackend.submit`` + ``wait`` + ``collect`` (with stage-timing events, and
-  with them off).
+- executor: ``CudaBackend.submit`` + ``wait`` + ``collect``, untimed (the same driver calls as bare), with
+  ``spec.check`` added (validation runs at decode in the server), and with the four stage-timing events.
 Targets (issue 2): executor p50 <= 1.2x bare; warm start < 200 ms.
 
 Usage: python3 bench/executor_floor.py [--n 20000]
@@ -94,33 +94,44 @@ def main() -> None:
     a = rng.standard_normal(256).astype(np.float32)
     b = rng.standard_normal(256).astype(np.float32)
     paths = {}
-    for timing in (True, False):
-        backend = CudaBackend(registry, lanes=1, max_task_bytes=1 << 16, timing=timing)
-        spec = registry.get("vector_add")
-        inputs = [a, b]
+    spec = registry.get("vector_add")
+    inputs = [a, b]
+    backend = CudaBackend(registry, lanes=1, max_task_bytes=1 << 16, timing=True)
+    checked0 = spec.check(inputs, {})
 
-        def executor(backend=backend, spec=spec, inputs=inputs):
-            checked = spec.check(inputs, {})
-            backend.submit(0, spec, inputs, checked)
+    def executor(timed: bool, with_check: bool):
+        def once():
+            checked = spec.check(inputs, {}) if with_check else checked0
+            backend.submit(0, spec, inputs, checked, timed)
             backend.wait(0)
             return backend.collect(0)
+        return once
 
-        np.testing.assert_allclose(executor()[0], a + b, rtol=1e-6)
-        once, keep = bare_roundtrip(backend, a, b)
-        # Interleave the two paths in rounds so drift (clocks, other load) hits both alike.
-        bare_ns, exe_ns = [], []
-        rounds = 10
-        for _ in range(rounds):
-            bare_ns += time_loop(once, args.n // rounds, warm=200)
-            exe_ns += time_loop(executor, args.n // rounds, warm=200)
-        tag = "on" if timing else "off"
-        bare_row, exe_row = summarize(bare_ns), summarize(exe_ns)
-        exe_row["ratio_p50"] = exe_row["p50"] / bare_row["p50"]
-        exe_row["ratio_p99"] = exe_row["p99"] / bare_row["p99"]
-        paths[f"bare (pass with timing {tag})"] = bare_row
-        paths[f"executor, stage timing {tag}"] = exe_row
-        del keep
-        backend.close()
+    variants = {
+        "executor (untimed)": executor(False, False),
+        "executor (untimed) + spec.check": executor(False, True),
+        "executor (stage timing events)": executor(True, False),
+    }
+    for fn in variants.values():
+        out = fn()[0]
+        np.testing.assert_allclose(out, a + b, rtol=1e-6)
+    once, keep = bare_roundtrip(backend, a, b)
+    # Interleave the paths in rounds so drift (clocks, other load) hits all alike.
+    samples: dict[str, list[int]] = {"bare": [], **{k: [] for k in variants}}
+    rounds = 10
+    for _ in range(rounds):
+        samples["bare"] += time_loop(once, args.n // rounds, warm=200)
+        for name, fn in variants.items():
+            samples[name] += time_loop(fn, args.n // rounds, warm=200)
+    bare_row = summarize(samples["bare"])
+    paths["bare (3 driver calls + sync)"] = bare_row
+    for name in variants:
+        row = summarize(samples[name])
+        row["ratio_p50"] = row["p50"] / bare_row["p50"]
+        row["ratio_p99"] = row["p99"] / bare_row["p99"]
+        paths[name] = row
+    del keep
+    backend.close()
     results["roundtrip_us"] = paths
     for name, row in paths.items():
         print(f"{name:30s} p50 {row['p50']:7.2f} us  p99 {row['p99']:7.2f} us  p99.9 {row['p999']:7.2f} us", flush=True)

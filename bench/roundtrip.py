@@ -49,6 +49,11 @@ def drive(endpoint: str, n: int, rate: float, deadline_us, rng, warm: int, echo:
         if r.status != "ok" or r.outputs is None or not np.allclose(r.outputs[0], want):
             bad += 1
     body = recs[warm:]
+    seen = set()
+    for r in body:
+        if r.status != "ok" and r.code not in seen:
+            seen.add(r.code)
+            print(f"  e.g. {r.status} {r.code}: {r.message}", flush=True)
     ok = [r for r in body if r.status == "ok"]
     row = summarize([r.latency_ns for r in ok]) if ok else {}
     row.update(lost=sum(r.status == "lost" for r in body), not_ok=len(body) - len(ok), wrong_outputs=bad,

@@ -65,6 +65,12 @@ def main() -> None:
     finally:
         code = stop_server(proc)
     body = recs[n_warm:]
+    samples = {}
+    for r in body:
+        if r.status != "ok" and r.code not in samples:
+            samples[r.code] = r.message
+    for code, msg in samples.items():
+        print(f"  e.g. {code}: {msg}", flush=True)
     wrong = 0
     for r in recs:
         if r.outputs is None:
