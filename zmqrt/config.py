@@ -43,7 +43,9 @@ class ServerConfig:
     kernels_dirs: list[str] = field(default_factory=list)
     cache_dir: str | None = None
     spin: bool = False  # busy-poll sockets and events even when idle
-    stage_timing_every: int = 1  # GPU events around h2d/kernel/d2h on every Nth task per lane; 0: never
+    # GPU events around h2d/kernel/d2h on every Nth task; 0: never. Four event records cost about 8 µs on an
+    # H200 host (bench/results/call_costs-*), half the GPU round trip, so by default one task in 16 pays it.
+    stage_timing_every: int = 16
     calibrate: bool = True
     monitor_interval_s: float = 1.0
     p95_target_us: float = 100.0

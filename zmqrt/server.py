@@ -217,7 +217,7 @@ class Server:
             lane = free.pop() if task.priority == 0 else free.pop(0)
             every = self._timing_every
             self._dispatched += 1
-            timed = every == 1 or (every > 1 and self._dispatched % every == 0)
+            timed = every == 1 or (every > 1 and self._dispatched % every == 1)  # the first task is timed
             try:
                 self.backend.submit(lane, task.spec, task.inputs, task.checked, timed)
             except TaskError as e:
@@ -354,18 +354,20 @@ class Server:
         idle_timeout_ms = max(1, min(100, int(self.cfg.monitor_interval_s * 1000)))
         next_housekeeping_ns = 0
         recv = sock.recv
-        nonblock = zmq.NOBLOCK
-        again = zmq.Again
+        # Asking ZMQ_EVENTS costs well under a µs; a NOBLOCK recv that finds nothing raises zmq.Again, which
+        # measured 7.5 µs on the H200 host: paid on every loop pass, it was a quarter of the service time.
+        readable = sock.getsockopt
+        EVENTS, POLLIN = zmq.EVENTS, zmq.POLLIN
         accept = self._accept
+        receiver = self.receiver
         while not self._stop.is_set():
             progressed = False
-            for _ in range(_INGEST_BATCH):
-                try:
-                    frame = recv(nonblock, copy=True)
-                except again:
-                    break
-                self.receiver.frames += 1
+            n = 0
+            while n < _INGEST_BATCH and readable(EVENTS) & POLLIN:
+                frame = recv(zmq.NOBLOCK)
+                receiver.frames += 1
                 accept(frame)
+                n += 1
                 progressed = True
             if self._busy_lanes and self._poll_lanes():
                 progressed = True

@@ -5,7 +5,9 @@ Contract
 ``predict_ns(kernel, size_class)`` returns a conservative, high-quantile-ish estimate in integer ns:
 ``ceil(mean + k * dev)`` where ``mean`` is an EWMA of the observed service time and ``dev`` an EWMA of the
 absolute deviation from it (for a normal distribution, mean abs deviation = 0.8 sigma, so the default
-``k=4`` is about mean + 3.2 sigma, i.e. above p99.9 for well-behaved kernels).
+``k=3`` is about mean + 2.4 sigma, near p99 for well-behaved kernels). Each observation's deviation is
+clipped at 3 dev (Huber), so outliers cannot inflate the estimate without bound.
+``mean_ns`` is the expected time, used to decide at dispatch whether a task can still make its deadline.
 
 - The first ``1/alpha`` samples of a key use a cumulative average (alpha_n = 1/n) so a short calibration
   converges at once; later samples use ``alpha``.
@@ -23,6 +25,8 @@ from __future__ import annotations
 import math
 
 DEFAULT_SERVICE_NS = 1_000_000  # 1 ms: a deliberately pessimistic guess for a kernel never run
+_CLIP = 3.0  # an observation counts at most this many deviations away from the mean
+_DEV_FLOOR = 0.05  # ...with the deviation taken as at least 5% of the mean, so a tight start can still move
 
 
 class _Estimate:
@@ -41,7 +45,7 @@ class ServicePredictor:
     def __init__(
         self,
         alpha: float = 0.05,
-        k: float = 4.0,
+        k: float = 3.0,
         default_ns: int = DEFAULT_SERVICE_NS,
         initial_dev_frac: float = 0.5,
     ) -> None:
@@ -72,9 +76,32 @@ class ServicePredictor:
         e.n += 1
         a = 1.0 / e.n if e.n <= self._warmup else self.alpha
         err = ns - e.mean
+        # Huber-style clipping: one outlier (a GC pause, a page fault) moves the estimate by a bounded step
+        # instead of inflating dev enough to reject every later task, which would then never be observed
+        # again and keep the estimate stuck. A lasting shift is still followed, geometrically.
+        limit = _CLIP * max(e.dev, _DEV_FLOOR * e.mean)
+        if err > limit:
+            err = limit
+        elif err < -limit:
+            err = -limit
         e.mean += a * err
         e.dev += a * (abs(err) - e.dev)
         e.pred_ns = math.ceil(e.mean + self.k * e.dev)
+
+    def mean_ns(self, kernel: str, size_class: int) -> int:
+        """The expected (mean) service time; the same fallback rule as :meth:`predict_ns`."""
+        by_class = self._est.get(kernel)
+        if by_class is not None:
+            e = by_class.get(size_class)
+            if e is not None:
+                return int(e.mean)
+            if by_class:
+                above = [sc for sc in by_class if sc >= size_class]
+                if above:
+                    return int(by_class[min(above)].mean)
+                top = max(by_class)
+                return int(by_class[top].mean) << (size_class - top)
+        return self.default_ns
 
     def predict_ns(self, kernel: str, size_class: int) -> int:
         """Conservative predicted service time in ns (see the fallback rule in the module docstring)."""
