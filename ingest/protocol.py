@@ -431,7 +431,7 @@ def decode_task(frame: bytes, registry: Any, limits: Limits, recv_ns: int, seq: 
         count = 1
         for dim in shape:
             count *= dim
-        out_bytes += count * np.dtype(dtype).itemsize
+        out_bytes += count * dtype.itemsize  # KernelSpec outputs carry np.dtype objects
     if out_bytes > limits.max_task_bytes:
         raise Rejection(
             task_id, Code.TOO_LARGE, f"outputs total {out_bytes} bytes, at most {limits.max_task_bytes}", reply_to
