@@ -142,6 +142,9 @@ def main() -> None:
                   f" | lost {rtt.get('lost')} not_ok {rtt.get('not_ok')} wrong {rtt.get('wrong_outputs')} "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
         z, p = results["paths"][f"zmqrt [{mode}]"], results["paths"][f"prototype [{mode}]"]
+        if "p50" not in z["roundtrip_us"] or "p50" not in z["server_side_us"]:
+            results[f"ratio_{mode}"] = {"error": "zmqrt returned no ok result"}
+            continue
         results[f"ratio_{mode}"] = {
             "roundtrip_p50": z["roundtrip_us"]["p50"] / p["roundtrip_us"]["p50"],
             "roundtrip_p99": z["roundtrip_us"]["p99"] / p["roundtrip_us"]["p99"],
@@ -154,13 +157,17 @@ def main() -> None:
              "the service stage it reports).", "",
              md_row(["path", "RTT p50", "RTT p99", "RTT p99.9", "server p50", "server p99", "lost", "not ok"]),
              md_row(["---"] * 8)]
+    nan = float("nan")
     for key, row in results["paths"].items():
         r, s = row["roundtrip_us"], row["server_side_us"]
-        lines.append(md_row([key, f"{r['p50']:.1f}", f"{r['p99']:.1f}", f"{r['p999']:.1f}", f"{s['p50']:.1f}",
-                             f"{s['p99']:.1f}", r["lost"], r["not_ok"]]))
+        lines.append(md_row([key, f"{r.get('p50', nan):.1f}", f"{r.get('p99', nan):.1f}", f"{r.get('p999', nan):.1f}",
+                             f"{s.get('p50', nan):.1f}", f"{s.get('p99', nan):.1f}", r["lost"], r["not_ok"]]))
     lines.append("")
     for mode in args.modes.split(","):
         rr = results[f"ratio_{mode}"]
+        if "error" in rr:
+            lines.append(f"- {mode}: {rr['error']}")
+            continue
         lines.append(f"- {mode}: zmqrt / prototype round trip p50 {rr['roundtrip_p50']:.2f}x, p99 "
                      f"{rr['roundtrip_p99']:.2f}x; zmqrt service / prototype server side p50 "
                      f"{rr['service_p50_vs_proto_server']:.2f}x, p99 {rr['service_p99_vs_proto_server']:.2f}x")

@@ -1,8 +1,9 @@
 """What scheduling and latency tracking add per task, against a direct dispatch, in the same run.
 
 Real decoded tasks (1 KiB vector_add frames through ``decode_task``) go through exactly the calls the server
-makes around a task: admission + push, pop + expiry check, and on completion predictor update, the stage
-histograms and the counters. The direct path is a plain list append/pop. CPU only; run on the GPU host so the
+makes around a task: admission + push, pop + expiry check (before the result is sent: they add to service
+latency), and on completion the predictor update, the stage histograms and the counters (after the result is
+sent). The direct path is a plain list append/pop. CPU only; run on the GPU host so the
 CPU is the one that serves.
 Target (issue 4): <= 3 µs at p50.
 
@@ -52,7 +53,7 @@ def main() -> None:
         tasks = [decode_task(frame, registry, limits, time.monotonic_ns(), i) for i in range(2000)]
         for t in tasks:
             t.size_class = size_class(t.in_bytes)
-        full, direct = [], []
+        before, after, direct = [], [], []
         queue: list = []
         for i in range(args.n):
             task = tasks[i % 2000]
@@ -60,30 +61,36 @@ def main() -> None:
             task.recv_ns = now
             task.deadline_ns = now + 1_000_000
             t0 = pc()
-            adm.submit(task, now, sched, 0)
+            adm.submit(task, now, sched, 0)  # on the service path: admission and queueing...
             _, item = sched.pop_entry()
-            adm.expired_at_dispatch(item, now)
-            pred.observe(item.kernel, item.size_class, 15_000)
+            adm.expired_at_dispatch(item, now)  # ...and the expiry check at dispatch
+            t1 = pc()
+            pred.observe(item.kernel, item.size_class, 15_000)  # after the result is sent: learning, tracking
             tracker.record_stages(item.kernel, item.priority, {"queue": 1000, "h2d": 2000, "kernel": 3000,
                                                               "d2h": 2000, "service": 15_000})
             tracker.count_ok(now, False)
-            t1 = pc()
+            t2 = pc()
             queue.append(task)
             queue.pop()
-            t2 = pc()
-            full.append(t1 - t0)
-            direct.append(t2 - t1)
-        f, d = summarize(full[1000:]), summarize(direct[1000:])
-        results["policies"][policy] = {"scheduled_and_tracked_us": f, "direct_us": d,
-                                       "added_p50_us": f["p50"] - d["p50"], "added_p99_us": f["p99"] - d["p99"]}
-        print(f"{policy}: scheduling+tracking p50 {f['p50']:.2f} p99 {f['p99']:.2f} us; direct p50 {d['p50']:.2f}"
-              f" us; added p50 {f['p50'] - d['p50']:.2f} us", flush=True)
+            t3 = pc()
+            before.append(t1 - t0)
+            after.append(t2 - t1)
+            direct.append(t3 - t2)
+        b, a, d = summarize(before[1000:]), summarize(after[1000:]), summarize(direct[1000:])
+        results["policies"][policy] = {"service_path_us": b, "after_send_us": a, "direct_us": d,
+                                       "added_p50_us": b["p50"] - d["p50"], "added_p99_us": b["p99"] - d["p99"]}
+        print(f"{policy}: on the service path p50 {b['p50']:.2f} p99 {b['p99']:.2f} us (direct {d['p50']:.2f}); "
+              f"tracking after send p50 {a['p50']:.2f} p99 {a['p99']:.2f} us", flush=True)
     lines = [f"# Scheduling + tracking cost per task: {results['card']} host CPU", "",
-             md_row(["policy", "added p50 µs", "added p99 µs", "direct p50 µs"]), md_row(["---"] * 4)]
+             "Service path: admission + push + pop + expiry check, which run between receipt and the result being "
+             "sent. After send: predictor update, five stage histograms and the counters, which the server runs "
+             "once the result is on its way (loop time, not latency of that task). Direct: a list append/pop.", "",
+             md_row(["policy", "added to service p50 µs", "p99 µs", "tracking after send p50 µs", "p99 µs"]),
+             md_row(["---"] * 5)]
     for policy, row in results["policies"].items():
         lines.append(md_row([policy, f"{row['added_p50_us']:.2f}", f"{row['added_p99_us']:.2f}",
-                             f"{row['direct_us']['p50']:.2f}"]))
-    lines += ["", "Target: <= 3 µs at p50.", ""]
+                             f"{row['after_send_us']['p50']:.2f}", f"{row['after_send_us']['p99']:.2f}"]))
+    lines += ["", "Target: <= 3 µs at p50 added to service latency.", ""]
     print(f"wrote {write_results('sched_overhead', results, chr(10).join(lines))}")
 
 
