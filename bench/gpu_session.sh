@@ -14,4 +14,5 @@ run sched-overhead python3 bench/sched_overhead.py --n 100000
 run roundtrip python3 bench/roundtrip.py --n 10000 --warm 1000
 run stream python3 bench/stream.py --seconds 5
 run demo python3 -m zmqrt.cli demo --json "$OUT/demo.json"
+run run-all python3 bench/run_all.py --quick
 cp -r bench/results "$OUT/results"

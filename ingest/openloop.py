@@ -118,7 +118,7 @@ def run_open_loop(
         i = 0
 
         readable = pull.getsockopt
-        EVENTS, POLLIN = zmq.EVENTS, zmq.POLLIN
+        EVENTS, POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: IntFlag.__and__ is slow
 
         def drain_one() -> bool:
             nonlocal done

@@ -184,6 +184,7 @@ class Task:
     deadline_ns: int | None  # absolute, monotonic clock
     seq: int  # receipt order, given by the caller
     size_class: int = 0  # set by the server: the admission predictor's size bucket
+    probe: bool = False  # set by the server: admitted against the prediction, to re-learn it
 
 
 @dataclass(slots=True, eq=False)

@@ -178,3 +178,18 @@ def test_prometheus_registry_and_endpoint() -> None:
 
 def test_stages_constant() -> None:
     assert STAGES == ("queue", "h2d", "kernel", "d2h", "service", "e2e")
+
+
+def test_fast_percentiles_and_mean_equal_hdrh() -> None:
+    import numpy as np
+
+    from zmqrt.latency.tracker import mean_ns, new_histogram, percentiles_ns
+
+    rng = np.random.default_rng(7)
+    for values in (rng.lognormal(10, 1.5, 5000), rng.integers(1, 5, 50), [123456789.0], rng.exponential(2e4, 999)):
+        h = new_histogram()
+        for v in values:
+            h.record_value(max(1, int(v)))
+        pcts = [0.0, 1.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0]
+        assert percentiles_ns(h, pcts) == h.get_percentile_to_value_dict(pcts)
+        assert mean_ns(h) == pytest.approx(h.get_mean_value(), rel=1e-9)

@@ -81,7 +81,23 @@ def _serve(cfg: ServerConfig, ready, log_level: int) -> None:
         log.info("%s", line)
     ready.set()
     server.install_signal_handlers()
-    server.serve_forever()
+    profile_path = os.environ.get("ZMQRT_PROFILE")
+    if not profile_path:
+        server.serve_forever()
+        return
+    # Diagnostics for benchmarks: where the serving process spends its time, written at shutdown.
+    import cProfile
+    import io
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.runcall(server.serve_forever)
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(30)
+    with open(profile_path, "w") as f:
+        f.write(buf.getvalue())
 
 
 def start_server(cfg: ServerConfig, log_level: int = logging.INFO, timeout_s: float = 120.0):

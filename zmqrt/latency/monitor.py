@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zmqrt.latency.tracker import LatencyTracker
+from zmqrt.latency.tracker import LatencyTracker, percentiles_ns
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class LatencyMonitor:
         self._last_tick_ns = now_ns
         count = h.get_total_count()
         if count:
-            q = h.get_percentile_to_value_dict([50.0, 95.0, 99.0])
+            q = percentiles_ns(h, (50.0, 95.0, 99.0))
             p50, p95, p99, mx = q[50.0] / 1e3, q[95.0] / 1e3, q[99.0] / 1e3, h.get_max_value() / 1e3
         else:
             p50 = p95 = p99 = mx = 0.0

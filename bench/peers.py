@@ -1,0 +1,164 @@
+"""zmqrt's executor against CuPy and PyTorch doing the same per-task work, in one run.
+
+Per task: 1 KiB ``vector_add``, two numpy float32 arrays of 256 in, the 256-element sum back as numpy:
+- zmqrt: ``spec.check`` + ``CudaBackend.submit`` + ``wait`` + ``collect`` (one lane, no stage-timing events);
+- CuPy: ``(cp.asarray(a) + cp.asarray(b)).get()``;
+- PyTorch: ``(torch.from_numpy(a).cuda() + torch.from_numpy(b).cuda()).cpu().numpy()``.
+A peer that does not import (or finds no device) is skipped with the reason recorded. The paths run
+interleaved in rounds so drift hits all alike; each path's output is checked against numpy once.
+Ratios are peer / zmqrt (how many times faster zmqrt is). Target (issue 6): zmqrt p50 at least 2x faster than
+PyTorch and 4x faster than CuPy.
+
+Usage: python3 bench/peers.py [--n 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import card_name, environment, md_row, summarize, time_loop, write_results  # noqa: E402
+
+TARGETS = {"torch": 2.0, "cupy": 4.0}  # zmqrt p50 at least this many times faster
+
+
+def _zmqrt_path(a: np.ndarray, b: np.ndarray):
+    from zmqrt.backends.cuda import CudaBackend
+    from zmqrt.kernels.registry import load_registry
+
+    registry = load_registry()
+    backend = CudaBackend(registry, lanes=1, max_task_bytes=1 << 16)
+    spec = registry.get("vector_add")
+    inputs = [a, b]
+
+    def once():
+        checked = spec.check(inputs, {})
+        backend.submit(0, spec, inputs, checked, False)
+        backend.wait(0)
+        return backend.collect(0)[0]
+
+    return once, backend.close
+
+
+def _cupy_path(a: np.ndarray, b: np.ndarray):
+    import cupy as cp
+
+    cp.cuda.runtime.getDeviceCount()
+
+    def once():
+        return (cp.asarray(a) + cp.asarray(b)).get()
+
+    return once, None
+
+
+def _torch_path(a: np.ndarray, b: np.ndarray):
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("torch.cuda.is_available() is False")
+    from_numpy = torch.from_numpy
+
+    def once():
+        return (from_numpy(a).cuda() + from_numpy(b).cuda()).cpu().numpy()
+
+    return once, None
+
+
+BUILDERS: dict[str, Callable] = {"zmqrt": _zmqrt_path, "cupy": _cupy_path, "torch": _torch_path}
+
+
+def ratios(paths: dict[str, dict]) -> dict[str, dict]:
+    """``{peer: {"p50": peer_p50 / zmqrt_p50, "p99": ..., "target_p50": x, "met": bool}}`` for each measured peer."""
+    z = paths["zmqrt"]
+    out = {}
+    for name, row in paths.items():
+        if name == "zmqrt":
+            continue
+        r = {"p50": row["p50"] / z["p50"], "p99": row["p99"] / z["p99"]}
+        if name in TARGETS:
+            r["target_p50"] = TARGETS[name]
+            r["met"] = bool(r["p50"] >= TARGETS[name])
+        out[name] = r
+    return out
+
+
+def measure(n: int = 20000, warm: int = 1000, peers: tuple[str, ...] = ("cupy", "torch")) -> dict:
+    rng = np.random.default_rng()
+    a = rng.standard_normal(256).astype(np.float32)
+    b = rng.standard_normal(256).astype(np.float32)
+    want = a + b
+    fns: dict[str, Callable] = {}
+    closers = []
+    skipped: dict[str, str] = {}
+    for name in ("zmqrt", *peers):
+        try:
+            fn, close = BUILDERS[name](a, b)
+            got = np.asarray(fn())
+            np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=f"{name} vector_add")
+        except Exception as e:  # not importable, no device, or a CUDA runtime that fails at first use
+            if name == "zmqrt" or isinstance(e, AssertionError):
+                raise  # zmqrt must run, and a wrong answer is a failure, not a skip
+            skipped[name] = f"{type(e).__name__}: {e}"
+            print(f"{name}: skipped ({skipped[name]})", flush=True)
+            continue
+        fns[name] = fn
+        if close is not None:
+            closers.append(close)
+    samples: dict[str, list[int]] = {k: [] for k in fns}
+    rounds = 10 if n >= 10000 else 2
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name] += time_loop(fn, n // rounds, warm=max(1, warm // rounds))
+    paths = {name: summarize(v) for name, v in samples.items()}
+    for close in closers:
+        close()
+    results = {"card": card_name(), "env": environment(), "n": n,
+               "work": "vector_add 2 x 256 float32 from numpy, result to numpy", "paths_us": paths,
+               "skipped": skipped, "ratios_peer_over_zmqrt": ratios(paths), "targets_p50": TARGETS}
+    for mod in ("cupy", "torch"):
+        if mod in fns:
+            results["env"][f"{mod}_version"] = sys.modules[mod].__version__
+    return results
+
+
+def table(results: dict) -> str:
+    z = results["paths_us"]["zmqrt"]
+    lines = [f"# zmqrt executor vs CuPy and PyTorch: {results['card']}", "",
+             "1 KiB vector_add per task, numpy in and out (host clock), µs; ratio = peer / zmqrt (zmqrt is that "
+             "many times faster).", "",
+             md_row(["path", "p50", "p99", "p99.9", "ratio p50", "ratio p99", "target p50", "met"]),
+             md_row(["---"] * 8)]
+    for name, row in results["paths_us"].items():
+        r = results["ratios_peer_over_zmqrt"].get(name, {"p50": 1.0, "p99": 1.0})
+        target = f">= {r['target_p50']:.0f}x" if "target_p50" in r else ""
+        met = ("yes" if r["met"] else "NO") if "met" in r else ""
+        lines.append(md_row([name, f"{row['p50']:.2f}", f"{row['p99']:.2f}", f"{row['p999']:.2f}",
+                             f"{r['p50']:.2f}", f"{r['p99']:.2f}", target, met]))
+    for name, why in results["skipped"].items():
+        lines.append(md_row([name, "skipped", why, "", "", "", "", ""]))
+    lines += ["", f"zmqrt p50 {z['p50']:.2f} µs. Target (issue 6): >= 2x faster than PyTorch, >= 4x than CuPy.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20000, help="timed iterations per path (default 20000)")
+    ap.add_argument("--warm", type=int, default=1000, help="warm-up iterations per path")
+    ap.add_argument("--peers", default="cupy,torch", help="comma list of peers to try (cupy, torch)")
+    args = ap.parse_args()
+    results = measure(args.n, args.warm, tuple(p for p in args.peers.split(",") if p))
+    for name, row in results["paths_us"].items():
+        r = results["ratios_peer_over_zmqrt"].get(name)
+        extra = f"  ({r['p50']:.2f}x zmqrt at p50)" if r else ""
+        print(f"{name:8s} p50 {row['p50']:7.2f} us  p99 {row['p99']:7.2f} us{extra}", flush=True)
+    print(f"wrote {write_results('peers', results, table(results))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The bench scripts on CPU: every script's ``--help`` works, and run_all's merged report is computed correctly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead"]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help(name):
+    proc = subprocess.run([sys.executable, f"bench/{name}.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage:" in proc.stdout.lower()
+
+
+def _pair(p50, p99, **extra):
+    return {"p50": p50, "p99": p99, "p95": p99, "p999": p99, "max": p99, "mean": p50, "n": 100, **extra}
+
+
+def fake_merged() -> dict:
+    def ok(result):
+        return {"status": "ok", "seconds": 1.0, "result": {"card": "NVIDIA H100 80GB HBM3", **result}}
+
+    return {
+        "card": "NVIDIA H100 80GB HBM3",
+        "date": "2025-01-02",
+        "quick": True,
+        "benchmarks": {
+            "executor_floor": ok({"roundtrip_us": {"bare (3 driver calls + sync)": _pair(10.0, 20.0),
+                                                   "executor (untimed) + spec.check": _pair(12.0, 30.0)},
+                                  "warm_start": {"total_ms": 50.0}}),
+            "floors": ok({"driver_us": {"1 KiB H2D+vadd+D2H + sync": _pair(8.0, 16.0),
+                                        "1 KiB graph(H2D+vadd+D2H) + sync": _pair(6.0, 12.0)}}),
+            "peers": ok({"paths_us": {"zmqrt": _pair(10.0, 20.0), "torch": _pair(30.0, 50.0)},
+                         "skipped": {"cupy": "ModuleNotFoundError: No module named 'cupy'"}}),
+            "roundtrip": ok({"paths": {
+                "zmq echo [block]": {"roundtrip_us": _pair(20.0, 40.0, lost=0), "server_side_us": _pair(3.0, 5.0)},
+                "prototype [block]": {"roundtrip_us": _pair(40.0, 80.0, lost=0), "server_side_us": _pair(15.0, 30.0)},
+                "zmqrt [block]": {"roundtrip_us": _pair(50.0, 100.0, lost=2), "server_side_us": _pair(18.0, 36.0)},
+            }}),
+            "stream": ok({"overall": {"lost": 1, "misses": 3, "miss_pct": 0.003}}),
+            "seed_scenarios": ok({"scenarios": {"High Frequency Small": {"tasks": 1000, "misses": 0, "miss_pct": 0.0,
+                                                                         "lost": 0, "p50": 30.0, "throughput": 9e4}},
+                                  "stream": {"tasks": 10, "misses": 0, "lost": 4}}),
+            "sched_overhead": ok({"policies": {"edf": {"added_p50_us": 1.5}}}),
+            "throughput": ok({"throughput_tasks_per_s": 45000.0, "counts": {"lost": 0}}),
+            "call_costs": {"status": "failed", "seconds": 0.1, "error": "exit code 1: boom\nlast line"},
+        },
+    }
+
+
+def test_comparisons_ratios():
+    from bench.run_all import comparisons
+
+    rows = {c["comparison"]: c for c in comparisons(fake_merged())}
+    same = rows["executor vs bare driver 1 KiB + sync (same run)"]
+    assert same["kind"] == "slowdown"
+    assert same["ratio"] == pytest.approx({"p50": 1.2, "p99": 1.5})
+    assert same["met"] is True  # 1.2 <= 1.2
+    assert rows["executor vs CUDA graph 1 KiB + sync (floors.py)"]["ratio"]["p50"] == pytest.approx(2.0)
+    assert "met" not in rows["executor vs CUDA graph 1 KiB + sync (floors.py)"]  # no target
+    torch = rows["executor vs PyTorch (peers.py, same run)"]
+    assert torch["kind"] == "speedup"
+    assert torch["ratio"] == pytest.approx({"p50": 3.0, "p99": 2.5})
+    assert torch["met"] is True  # 3x >= 2x
+    assert "ratio" not in rows["executor vs CuPy (peers.py, same run)"]  # skipped peer: no ratio, no verdict
+    rt = rows["round trip vs prototype [block]"]
+    assert rt["ratio"] == pytest.approx({"p50": 1.25, "p99": 1.25})
+    assert rt["met"] is False  # 1.25 > 1.1
+    assert rows["service vs prototype server side [block]"]["ratio"]["p50"] == pytest.approx(1.2)
+    assert rows["round trip vs bare ZeroMQ echo [block]"]["ratio"]["p50"] == pytest.approx(2.5)
+    assert not any("[spin]" in k for k in rows)  # no spin mode in the results, no spin rows
+
+
+def test_latest_keys_and_values():
+    from bench.run_all import latest
+
+    lt = latest(fake_merged())
+    for key in ("card", "service_us", "roundtrip_us", "prototype_roundtrip_us", "throughput_tasks_per_s", "lost"):
+        assert key in lt
+    assert lt["card"] == "NVIDIA H100 80GB HBM3"
+    assert lt["service_us"] == {"p50": 18.0, "p99": 36.0}
+    assert lt["roundtrip_us"] == {"p50": 50.0, "p99": 100.0}
+    assert lt["prototype_roundtrip_us"] == {"p50": 40.0, "p99": 80.0}
+    assert lt["throughput_tasks_per_s"] == 45000.0
+    assert lt["lost"] == 2 + 1 + 0 + 4 + 0  # roundtrip zmqrt, stream, seed scenario, seed stream, throughput
+    assert lt["failed"] == ["call_costs"]
+    assert lt["ratios"]["executor vs PyTorch (peers.py, same run)"]["p50"] == pytest.approx(3.0)
+
+
+def test_latest_with_everything_missing():
+    from bench.run_all import latest, report_md
+
+    merged = {"card": "no-gpu", "date": "2025-01-02", "benchmarks": {"roundtrip": {"status": "failed", "error": "x"}}}
+    lt = latest(merged)
+    assert lt["service_us"] is None and lt["roundtrip_us"] is None and lt["throughput_tasks_per_s"] is None
+    assert lt["lost"] is None and lt["failed"] == ["roundtrip"]
+    assert "Failed: roundtrip" in report_md(merged)
+
+
+def test_write_report(tmp_path, monkeypatch):
+    from bench.run_all import write_report
+
+    monkeypatch.delenv("OUT", raising=False)
+    paths = write_report(fake_merged(), tmp_path)
+    assert paths["json"].name == "H100-2025-01-02.json"
+    assert paths["md"].name == "H100-2025-01-02.md"
+    assert json.loads(paths["json"].read_text())["benchmarks"]["throughput"]["status"] == "ok"
+    lt = json.loads((tmp_path / "latest.json").read_text())
+    assert lt["service_us"]["p50"] == 18.0
+    md = paths["md"].read_text()
+    assert "| executor vs PyTorch (peers.py, same run) | 10.00 | 20.00 | 30.00 | 50.00 | 3.00 | 2.50 | >= 2x | yes |" \
+        in md
+    assert "| round trip vs prototype [block] | 50.00 | 100.00 | 40.00 | 80.00 | 1.25 | 1.25 | <= 1.1x | NO |" in md
+    assert "peer cupy skipped" in md
+    assert "Failed: call_costs" in md
+    assert "High Frequency Small" in md
