@@ -81,11 +81,6 @@ def write_results(name: str, data: dict, table_md: str, out_dir: Path | None = N
     path = out_dir / f"{name}-{slug}.json"
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     (out_dir / f"{name}-{slug}.md").write_text(table_md)
-    extra = os.environ.get("OUT")
-    if extra:
-        Path(extra).mkdir(parents=True, exist_ok=True)
-        (Path(extra) / path.name).write_text(path.read_text())
-        (Path(extra) / f"{name}-{slug}.md").write_text(table_md)
     return path
 
 

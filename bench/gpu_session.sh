@@ -11,4 +11,5 @@ run gpu-tests python3 -m pytest -m gpu -q -p no:cacheprovider
 run call-costs python3 bench/call_costs.py
 run run-all python3 bench/run_all.py "$@"
 run demo python3 -m zmqrt.cli demo --json "$OUT/demo.json"
-tar czf "$OUT/results.tgz" bench/results "$OUT"/*.log
+tar czf "$OUT/results.tgz" bench/results "$OUT"/*.log "$OUT"/demo.json 2>/dev/null
+cd "$OUT" && rm -f ./*.log ./demo.json

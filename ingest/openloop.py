@@ -154,6 +154,9 @@ def run_open_loop(
                 push.send(frames[i], copy=True)
                 records[i].sent_ns = pc()
                 i += 1
+                # Behind schedule the sends come back to back; still take one result per send, or the
+                # server's outbox to us fills and it has to count our results as undeliverable.
+                drain_one()
                 continue
             if not drain_one() and progress is not None and now >= next_progress:
                 progress(done, n)
