@@ -229,7 +229,7 @@ def test_serve_cli_sigterm_answers_every_queued_task():
             except TimeoutError:
                 pass
             assert time.monotonic() - t0 < 60, "server did not start"
-        big = np.ones((300, 300), np.float32)
+        big = np.ones((200, 200), np.float32)
         futs = [c.submit("matmul", big, big) for _ in range(200)]
         time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)

@@ -52,7 +52,7 @@ class ServerConfig:
     drain_timeout_s: float = 5.0  # on shutdown: run queued tasks for at most this long, then reject SHUTDOWN
     result_hwm: int = 10_000
     ingest_hwm: int = 100_000
-    linger_ms: int = 1000
+    linger_ms: int = 5000  # at shutdown, results still queued get this long to reach their producers
 
     def replace(self, **changes: Any) -> ServerConfig:
         return dataclasses.replace(self, **changes)
