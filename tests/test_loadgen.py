@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,27 +22,13 @@ from ingest.loadgen import (
     run_loadgen,
 )
 from ingest.loadgen_report import summarize
-from zmqrt.config import ServerConfig
+from tests.server_support import running_server
 from zmqrt.kernels.registry import load_registry
-from zmqrt.server import Server
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "examples" / "scenarios"
 MS = 1_000_000
 
 
-@contextlib.contextmanager
-def running_server(ingest: str, **overrides):
-    settings = dict(backend="cpu", ingest=ingest, lanes=2, calibrate=False, monitor_interval_s=0.2)
-    settings.update(overrides)
-    server = Server(ServerConfig(**settings))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        thread.join(10)
-        assert not thread.is_alive(), "server loop did not stop"
 
 
 # -- coordinated omission -----------------------------------------------------------------------------------------

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
@@ -19,25 +17,8 @@ import zmq
 
 from ingest.client import Client
 from ingest.protocol import encode_task
-from zmqrt.config import ServerConfig
+from tests.server_support import running_server
 from zmqrt.kernels.registry import load_registry
-from zmqrt.server import Server
-
-
-@contextlib.contextmanager
-def running_server(ingest: str, **overrides):
-    settings = dict(backend="cpu", ingest=ingest, lanes=2, calibrate=False, monitor_interval_s=0.2)
-    settings.update(overrides)
-    cfg = ServerConfig(**settings)
-    server = Server(cfg)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        thread.join(10)
-        assert not thread.is_alive(), "server loop did not stop"
 
 
 @pytest.fixture
