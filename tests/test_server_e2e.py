@@ -192,12 +192,27 @@ def test_stats_and_metrics_endpoints_answer(ingest_ep, ipc_endpoint):
         assert "zmqrt_results_total" in body
 
 
+def _stats(endpoint: str) -> dict:
+    ctx = zmq.Context()
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(endpoint)
+    try:
+        req.send(b"stats")
+        assert req.poll(10_000), "no stats answer"
+        return msgpack.unpackb(req.recv(), raw=False)
+    finally:
+        req.close()
+        ctx.term()
+
+
 def test_serve_cli_sigterm_answers_every_queued_task():
     tmp = tempfile.mkdtemp(prefix="zq")
     ingest = f"ipc://{tmp}/in"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    stats_ep = f"ipc://{tmp}/stats"
     proc = subprocess.Popen([sys.executable, "-m", "zmqrt.cli", "serve", "--backend", "cpu", "--ingest", ingest,
-                             "--lanes", "1", "--queue-capacity", "10000"],
+                             "--lanes", "1", "--queue-capacity", "10000", "--stats", stats_ep],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         c = Client(ingest, timeout_s=30)
@@ -210,9 +225,15 @@ def test_serve_cli_sigterm_answers_every_queued_task():
             except TimeoutError:
                 pass
             assert time.monotonic() - t0 < 60, "server did not start"
+        frames_before = _stats(stats_ep)["server"]["frames"]
         big = np.ones((200, 200), np.float32)
         futs = [c.submit("matmul", big, big) for _ in range(200)]
-        time.sleep(0.05)
+        # SIGTERM once the server has read them all: a frame still in transit when the ingest socket closes was
+        # never received, and no server can answer it (PROTOCOL.md, shutdown).
+        t0 = time.monotonic()
+        while _stats(stats_ep)["server"]["frames"] - frames_before < 200:
+            assert time.monotonic() - t0 < 30, "server did not receive the tasks"
+            time.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
         codes = [f.result(30).code.value for f in futs]
         assert set(codes) <= {"OK", "SHUTDOWN"}
