@@ -83,8 +83,9 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     from zmqrt.demo import start_server, stop_server
 
     tmp = tempfile.mkdtemp(prefix="zrt")
+    trace_path = f"{tmp}/trace.npy"
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=f"ipc://{tmp}/stats", lanes=args.lanes,
-                       spin=spin, policy="edf", stage_timing_every=args.stage_timing_every)
+                       spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path)
     proc = start_server(cfg)
     try:
         row, body = drive(cfg.ingest, args.n, args.rate, args.deadline_us, rng, args.warm)
@@ -110,6 +111,12 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     tracker_service = snap.get("stages", {}).get("service", {})
     srv["tracker_receipt_to_sent"] = {k: v / 1e3 for k, v in tracker_service.items() if k.endswith("_ns")}
     srv["stages"] = stages
+    # Where the service time goes inside the loop (zmqrt.trace): measured tasks only.
+    from zmqrt.trace import format_summary, summarize as trace_summary
+
+    rows = np.load(trace_path)
+    srv["loop_trace_us"] = trace_summary(rows, skip=args.warm)
+    print(format_summary(srv["loop_trace_us"]), flush=True)
     return row, srv
 
 
@@ -121,7 +128,8 @@ def main() -> None:
     ap.add_argument("--deadline-us", type=float, default=1000.0, help="deadline on zmqrt tasks (default 1000)")
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--modes", default="block,spin", help="comma list of block, spin")
-    ap.add_argument("--stage-timing-every", type=int, default=1, help="GPU stage events on every Nth task")
+    ap.add_argument("--stage-timing-every", type=int, default=16,
+                    help="GPU stage events on every Nth task (default 16, the server default)")
     args = ap.parse_args()
     rng = np.random.default_rng()
     results: dict = {"card": card_name(), "env": environment(), "n": args.n, "rate_hz": args.rate,

@@ -185,6 +185,7 @@ class Task:
     seq: int  # receipt order, given by the caller
     size_class: int = 0  # set by the server: the admission predictor's size bucket
     probe: bool = False  # set by the server: admitted against the prediction, to re-learn it
+    trace_row: int = -1  # set by the server when stage tracing is on: the task's row in zmqrt.trace.StageTrace
 
 
 @dataclass(slots=True, eq=False)

@@ -53,6 +53,8 @@ class ServerConfig:
     result_hwm: int = 10_000
     ingest_hwm: int = 100_000
     linger_ms: int = 5000  # at shutdown, results still queued get this long to reach their producers
+    trace_path: str | None = None  # write a per-task stage trace (.npy, zmqrt.trace) here at shutdown
+    trace_capacity: int = 200_000  # tasks the trace ring holds (the most recent ones)
 
     def replace(self, **changes: Any) -> ServerConfig:
         return dataclasses.replace(self, **changes)

@@ -37,10 +37,13 @@ from .errors import Code, TaskError
 from .kernels.registry import KernelRegistry, load_registry
 from .latency import LatencyMonitor, LatencyTracker
 from .sched import AdmissionControl, ServicePredictor, make_scheduler
+from .trace import ADMITTED, COLLECTED, DECODED, ENCODED, POPPED, RECV, SEEN_DONE, SENT, SUBMITTED, StageTrace
 
 log = logging.getLogger("zmqrt")
 
-_INGEST_BATCH = 64  # frames read per loop pass before looking at lanes again
+_READ_AHEAD = 8  # frames read per loop pass while every lane is busy
+_GC_IDLE_THRESHOLD = 2_000  # young objects before an idle loop pass collects them (about 50 µs)
+_GC_BUSY_THRESHOLD = 200_000  # ...and before a busy loop collects them anyway
 _PROBE_INTERVAL_NS = 100_000_000  # at most one admission probe per (kernel, size class) per 100 ms
 _PROBE_AFTER_REJECTIONS = 64  # ...and only after this many infeasible rejections in a row
 _NS_PER_US = 1e-3
@@ -99,6 +102,7 @@ class Server:
         self.results_sent = 0
         self._stop = threading.Event()
         self._accepting = True
+        self.trace = StageTrace(cfg.trace_capacity) if cfg.trace_path else None
         self.started_ns = time.monotonic_ns()
         if cfg.calibrate:
             self.calibrate()
@@ -177,6 +181,11 @@ class Server:
             self._reply(r.task_id, r.reply_to, r.code, r.message)
             self.tracker.count_rejected(r.code)
             return
+        trace = self.trace
+        if trace is not None:
+            base = task.trace_row = trace.row(task.seq)
+            trace.buf[base + RECV] = recv_ns
+            trace.buf[base + DECODED] = time.monotonic_ns()
         if not self._accepting:
             self._refuse(task, Code.SHUTDOWN, "server is shutting down; task not run", recv_ns)
             return
@@ -196,6 +205,8 @@ class Server:
             if self._reject_streak:
                 self._reject_streak.pop((task.kernel, task.size_class), None)
         self._inflight_keys.add(key)
+        if trace is not None:
+            trace.buf[task.trace_row + ADMITTED] = time.monotonic_ns()
 
     def _probe(self, task: Task, now_ns: int) -> bool:
         """Admit an infeasible-looking task anyway after a long streak of rejections of its (kernel, size class).
@@ -263,6 +274,9 @@ class Server:
                 if e.sticky:
                     self._gpu_fault(e)
                 continue
+            if self.trace is not None:
+                self.trace.buf[task.trace_row + POPPED] = now
+                self.trace.buf[task.trace_row + SUBMITTED] = time.monotonic_ns()
             self._lane_task[lane] = task
             self._lane_dispatch_ns[lane] = now
             self._lane_predicted_ns[lane] = cost_ns
@@ -289,6 +303,7 @@ class Server:
         return done_any
 
     def _complete(self, lane: int) -> None:
+        seen_ns = time.monotonic_ns() if self.trace is not None else 0
         task = self._lane_task[lane]
         self._lane_task[lane] = None
         self._busy_lanes.remove(lane)
@@ -312,8 +327,15 @@ class Server:
         payload = encode_result(task.id, Code.OK, "", outputs, missed, latency_us)
         # The lane is reusable only now: its output views were copied into the payload.
         self._free_lanes.append(lane)
+        encoded_ns = time.monotonic_ns() if self.trace is not None else 0
         self.router.send(task.reply_to, payload)
         sent_ns = time.monotonic_ns()
+        if self.trace is not None and task.trace_row >= 0:
+            buf, base = self.trace.buf, task.trace_row
+            buf[base + SEEN_DONE] = seen_ns
+            buf[base + COLLECTED] = done_ns
+            buf[base + ENCODED] = encoded_ns
+            buf[base + SENT] = sent_ns
         self.results_sent += 1
         self._inflight_keys.discard((task.reply_to, task.id))
         if times is not None:
@@ -378,12 +400,14 @@ class Server:
             signal.signal(sig, lambda *_: self.stop())
 
     def serve_forever(self) -> None:
-        # Startup objects (kernels, buffers, histograms) never die: move them out of the collector's view, and
-        # collect young objects less often. A full collection walks every tracked object and stalls the loop
-        # for milliseconds; the task path allocates no reference cycles, so refcounting frees it.
+        # Startup objects (kernels, buffers, histograms) never die: move them out of the collector's view. The
+        # task path allocates no reference cycles (refcounting frees it), so automatic collection is off while
+        # serving and a young-generation pass runs only when the loop is idle: a collection in the middle of a
+        # task would land in its latency.
         gc.collect()
         gc.freeze()
-        gc.set_threshold(50_000, 50, 1000)
+        gc.disable()
+        gc_count, gc_collect = gc.get_count, gc.collect
         sock = self.receiver.socket
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -401,9 +425,15 @@ class Server:
         accept = self._accept
         receiver = self.receiver
         while not self._stop.is_set():
+            # One frame per pass while a lane is free, then completions, then dispatch: a task read while a lane
+            # is free starts at once. Reading a batch of 64 first made a burst wait for all 64 decodes (~0.5 ms)
+            # before the first one ran, and completions waited as long: that was the millisecond p99. With every
+            # lane busy a few frames are read ahead, so the policy orders them (and a full queue says QUEUE_FULL)
+            # instead of ZeroMQ's buffer holding them unseen.
             progressed = False
             n = 0
-            while n < _INGEST_BATCH and readable(EVENTS) & POLLIN:
+            limit = 1 if self._free_lanes else _READ_AHEAD
+            while n < limit and readable(EVENTS) & POLLIN:
                 frame = recv(zmq.NOBLOCK)
                 receiver.frames += 1
                 accept(frame)
@@ -420,8 +450,16 @@ class Server:
                     log.info("%s", line)
                 if stats_sock is not None:
                     self._serve_stats()
-            if not progressed and not self._busy_lanes and not len(self.sched) and not spin:
-                poller.poll(idle_timeout_ms)
+                if gc_count()[0] > _GC_BUSY_THRESHOLD:  # never idle (overload): collect anyway, bounded memory
+                    gc_collect(1)
+            if not progressed and not self._busy_lanes and not len(self.sched):
+                # Idle: the cheapest moment to free garbage (automatic collection is off while serving).
+                young, middle, _ = gc_count()
+                if young > _GC_IDLE_THRESHOLD:
+                    gc_collect(1 if middle > 10 else 0)
+                if not spin:
+                    poller.poll(idle_timeout_ms)
+        gc.enable()
         self._shutdown()
 
     def _shutdown(self) -> None:
@@ -463,6 +501,9 @@ class Server:
         self._closed = True
         self.receiver.close()
         self.router.close(self.cfg.linger_ms)
+        if self.trace is not None:
+            path = self.trace.dump(self.cfg.trace_path)
+            log.info("stage trace of %d task(s) written to %s", min(self.trace.max_seq + 1, self.trace.capacity), path)
         if self.stats_socket is not None:
             self.stats_socket.close(linger=0)
         if self.metrics is not None:

@@ -16,12 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 from cuda.bindings import driver as cu
 
-from ..cuda import DeviceBuffer, Event, KernelArgs, PinnedBuffer, Stream
+from ..cuda import DeviceBuffer, Event, Graph, KernelArgs, PinnedBuffer, Stream
 from ..cuda import check as cu_check
 from ..cuda import query as cu_query
 from .base import SLOT_ALIGN_BYTES, StageTimes
 
 _PREPARED_PER_LANE = 256  # distinct (kernel, shapes, params) remembered per lane
+_GRAPH_AFTER_USES = 2  # untimed uses of a prepared launch before it is captured as a graph
 
 
 def _align(n: int) -> int:
@@ -32,7 +33,7 @@ class Prepared:
     """A launch bound to one lane: arguments written, pinned views made. Built once per task shape."""
 
     __slots__ = ("func", "entry", "grid", "block", "shared_bytes", "args", "in_views", "out_views", "in_bytes",
-                 "out_bytes")
+                 "out_bytes", "uses", "graph", "graph_exec")
 
     def __init__(self, lane: Lane, kernel, plan, in_specs: Sequence[tuple[tuple[int, ...], np.dtype]],
                  out_specs: Sequence[tuple[tuple[int, ...], np.dtype]]) -> None:
@@ -64,6 +65,14 @@ class Prepared:
         for kind, value in plan.scalars:
             args.set_scalar(slot, kind, value)
             slot += 1
+        self.uses = 0
+        self.graph: Graph | None = None
+        self.graph_exec = None  # the raw executable handle, read once
+
+    def close(self) -> None:
+        if self.graph is not None:
+            self.graph.close()
+            self.graph = self.graph_exec = None
 
 
 class Lane:
@@ -102,7 +111,7 @@ class Lane:
         if prep is None:
             prep = Prepared(self, kernel, plan_fn(), [(a.shape, a.dtype) for a in inputs], outputs)
             if len(self._prepared) >= _PREPARED_PER_LANE:
-                self._prepared.popitem(last=False)
+                self._prepared.popitem(last=False)[1].close()
             self._prepared[key] = prep
         return prep
 
@@ -115,8 +124,28 @@ class Lane:
         for view, a in zip(prep.in_views, inputs):  # noqa: B905 - same length by construction
             view[...] = a
         s = self._s
-        ev = self._ev
         timing = self._timed = timed and self.timing
+        if not timing:
+            exe = prep.graph_exec
+            if exe is None:
+                prep.uses += 1
+                if prep.uses >= _GRAPH_AFTER_USES:
+                    exe = self._capture(prep)
+            if exe is not None:
+                err = cu.cuGraphLaunch(exe, s)[0]
+                if err:
+                    cu_check((err,), f"cuGraphLaunch({prep.entry})")
+                self._current = prep
+                self.busy = True
+                return
+        self._enqueue(prep, timing)
+        self._current = prep
+        self.busy = True
+
+    def _enqueue(self, prep: Prepared, timing: bool) -> None:
+        """H2D, launch, D2H on the lane's stream; with ``timing``, events around each."""
+        s = self._s
+        ev = self._ev
         if timing:
             cu_check(cu.cuEventRecord(ev[0], s), "cuEventRecord")
         err = cu.cuMemcpyHtoDAsync(self._d_in, self._h_in, prep.in_bytes, s)[0]
@@ -136,8 +165,14 @@ class Lane:
             cu_check((err,), "cuMemcpyDtoHAsync")
         if timing:
             cu_check(cu.cuEventRecord(ev[3], s), "cuEventRecord")
-        self._current = prep
-        self.busy = True
+
+    def _capture(self, prep: Prepared):
+        """Capture ``prep``'s untimed sequence as a graph on this lane's stream; its executable handle."""
+        with Graph.capture(self.stream) as cap:
+            self._enqueue(prep, False)
+        prep.graph = cap.graph
+        prep.graph_exec = cap.graph.handle
+        return prep.graph_exec
 
     def poll(self) -> bool:
         if self._timed:
@@ -171,6 +206,8 @@ class Lane:
         return StageTimes(int(h2d * 1e6), int(ker * 1e6), int(d2h * 1e6))
 
     def close(self) -> None:
+        for prep in self._prepared.values():
+            prep.close()
         self._prepared.clear()
         self._current = None
         for res in (self.ev_start, self.ev_h2d, self.ev_kernel, self.ev_done, self.d_in, self.d_out, self.h_in,
