@@ -37,7 +37,8 @@ def _close_socket(sock: zmq.Socket) -> None:
 
 
 class Receiver:
-    """PULL socket bound at ``endpoint`` (``tcp://`` or ``ipc://``; ``tcp://127.0.0.1:*`` picks a free port)."""
+    """PULL socket bound at ``endpoint`` (``tcp://`` or ``ipc://``; ``tcp://127.0.0.1:*`` picks a free port), or
+    connected to it with ``connect=True``."""
 
     def __init__(
         self,
@@ -46,6 +47,7 @@ class Receiver:
         limits: Limits | None = None,
         hwm: int = DEFAULT_RCVHWM,
         log_interval_s: float = 1.0,
+        connect: bool = False,
     ) -> None:
         if not endpoint.startswith(("tcp://", "ipc://")):
             raise ValueError(f"ingest endpoint must be tcp:// or ipc://, got {endpoint!r}")
@@ -55,8 +57,12 @@ class Receiver:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RCVHWM, hwm)
             sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
-            sock.bind(endpoint)
-            self.endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            if connect:  # an engine behind a fan-out (zmqrt.supervisor) connects to the distributor's PUSH
+                sock.connect(endpoint)
+                self.endpoint: str = endpoint
+            else:
+                sock.bind(endpoint)
+                self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         except BaseException:
             sock.close(linger=0)
             raise

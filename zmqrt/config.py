@@ -53,6 +53,8 @@ class ServerConfig:
     result_hwm: int = 10_000
     ingest_hwm: int = 100_000
     linger_ms: int = 5000  # at shutdown, results still queued get this long to reach their producers
+    watchdog_ms: float = 2000.0  # a task in flight longer than this is a hung GPU: fault path; 0: off
+    ingest_connect: bool = False  # connect the ingest PULL instead of binding it (engines behind a fan-out)
     trace_path: str | None = None  # write a per-task stage trace (.npy, zmqrt.trace) here at shutdown
     trace_capacity: int = 200_000  # tasks the trace ring holds (the most recent ones)
 

@@ -47,6 +47,7 @@ _GC_BUSY_THRESHOLD = 200_000  # ...and before a busy loop collects them anyway
 _PROBE_INTERVAL_NS = 100_000_000  # at most one admission probe per (kernel, size class) per 100 ms
 _PROBE_AFTER_REJECTIONS = 64  # ...and only after this many infeasible rejections in a row
 _NS_PER_US = 1e-3
+EXIT_GPU_FAULT = 3  # run_server's exit status after a fatal GPU fault: restart me (zmqrt.supervisor)
 
 
 def size_class(in_bytes: int) -> int:
@@ -68,7 +69,7 @@ class Server:
         patterns = tuple(cfg.reply_to_patterns) if cfg.reply_to_patterns else DEFAULT_REPLY_PATTERNS
         self.limits = Limits(max_task_bytes=cfg.max_task_bytes, priority_levels=cfg.priority_levels,
                              reply_to_patterns=patterns)
-        self.receiver = Receiver(self.ctx, cfg.ingest, self.limits, hwm=cfg.ingest_hwm)
+        self.receiver = Receiver(self.ctx, cfg.ingest, self.limits, hwm=cfg.ingest_hwm, connect=cfg.ingest_connect)
         self.router = ResultRouter(self.ctx, cfg.results, patterns, sndhwm=cfg.result_hwm, linger_ms=cfg.linger_ms)
         self.stats_socket: zmq.Socket | None = None
         if cfg.stats:
@@ -103,6 +104,8 @@ class Server:
         self._stop = threading.Event()
         self._accepting = True
         self.trace = StageTrace(cfg.trace_capacity) if cfg.trace_path else None
+        self.fault: str | None = None  # set by a fatal GPU fault: the engine must be restarted
+        self._watchdog_ns = int(cfg.watchdog_ms * 1e6) if cfg.watchdog_ms > 0 else 0
         self.started_ns = time.monotonic_ns()
         if cfg.calibrate:
             self.calibrate()
@@ -272,7 +275,7 @@ class Server:
                 free.append(lane)
                 self._fail(task, Code.GPU_FAULT, str(e), now)
                 if e.sticky:
-                    self._gpu_fault(e)
+                    self._gpu_fault(str(e), fatal=True)
                 continue
             if self.trace is not None:
                 self.trace.buf[task.trace_row + POPPED] = now
@@ -296,7 +299,7 @@ class Server:
                 if not backend.poll(lane):
                     continue
             except CudaError as e:
-                self._gpu_fault(e)
+                self._gpu_fault(str(e), fatal=e.sticky)
                 return True
             self._complete(lane)
             done_any = True
@@ -349,18 +352,33 @@ class Server:
         self.tracker.count_ok(sent_ns, missed)
         self.predictor.observe(task.kernel, task.size_class, done_ns - dispatch_ns)
 
-    def _gpu_fault(self, err: CudaError) -> None:
-        """A sticky CUDA error poisons the context: every in-flight task gets GPU_FAULT, then we stop."""
-        log.error("GPU fault: %s; failing %d in-flight task(s)", err, len(self._busy_lanes))
+    def _gpu_fault(self, reason: str, fatal: bool) -> None:
+        """Every in-flight task gets GPU_FAULT. A fatal fault (a sticky CUDA error poisons the context; a hung
+        kernel cannot be stopped from the host) also stops the server with ``fault`` set: ``run_server`` then
+        exits ``EXIT_GPU_FAULT`` and the supervisor starts a fresh engine with a fresh context."""
+        log.error("GPU fault: %s; failing %d in-flight task(s)", reason, len(self._busy_lanes))
         now = time.monotonic_ns()
         for lane in tuple(self._busy_lanes):
             task = self._lane_task[lane]
             self._lane_task[lane] = None
             self._busy_lanes.remove(lane)
             if task is not None:
-                self._fail(task, Code.GPU_FAULT, f"GPU fault while running: {err}", now)
-        if err.sticky:
+                self._fail(task, Code.GPU_FAULT, f"GPU fault while running: {reason}", now)
+        if fatal:
+            self.fault = reason
+            self._accepting = False  # whatever is still read or queued is answered SHUTDOWN, not run
             self.stop()
+
+    def _watchdog(self, now_ns: int) -> None:
+        """A task in flight longer than ``watchdog_ms`` means a hung kernel: fail it (and its lane mates) by the
+        fault path. The GPU cannot be interrupted from here; only a new context frees it."""
+        limit = self._watchdog_ns
+        for lane in self._busy_lanes:
+            if now_ns - self._lane_dispatch_ns[lane] > limit:
+                task = self._lane_task[lane]
+                kernel = task.kernel if task is not None else "?"
+                self._gpu_fault(f"watchdog: {kernel} on lane {lane} ran over {self.cfg.watchdog_ms:g} ms", fatal=True)
+                return
 
     # ------------------------------------------------------------------ stats
     def snapshot(self) -> dict:
@@ -450,6 +468,8 @@ class Server:
                     log.info("%s", line)
                 if stats_sock is not None:
                     self._serve_stats()
+                if self._watchdog_ns and self._busy_lanes:
+                    self._watchdog(now)
                 if gc_count()[0] > _GC_BUSY_THRESHOLD:  # never idle (overload): collect anyway, bounded memory
                     gc_collect(1)
             if not progressed and not self._busy_lanes and not len(self.sched):
@@ -527,4 +547,7 @@ def run_server(cfg: ServerConfig) -> int:
     server.install_signal_handlers()
     log.info("serving; SIGINT or SIGTERM drains and stops")
     server.serve_forever()
+    if server.fault is not None:
+        log.error("engine stopped after a GPU fault (%s); exit %d", server.fault, EXIT_GPU_FAULT)
+        return EXIT_GPU_FAULT
     return 0
