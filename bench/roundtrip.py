@@ -112,7 +112,8 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     srv["tracker_receipt_to_sent"] = {k: v / 1e3 for k, v in tracker_service.items() if k.endswith("_ns")}
     srv["stages"] = stages
     # Where the service time goes inside the loop (zmqrt.trace): measured tasks only.
-    from zmqrt.trace import format_summary, summarize as trace_summary
+    from zmqrt.trace import format_summary
+    from zmqrt.trace import summarize as trace_summary
 
     rows = np.load(trace_path)
     srv["loop_trace_us"] = trace_summary(rows, skip=args.warm)

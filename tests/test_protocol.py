@@ -432,3 +432,19 @@ def test_protocol_md_examples_are_exact():
         encode_result(42, Code.OK, outputs=[a + b], latency_us={"queue": 3.5, "service": 21.0}),
         encode_result(43, Code.UNKNOWN_KERNEL, "no kernel named 'vec_add'"),
     ]
+
+
+@pytest.mark.parametrize("shapes", [[(1,)], [(256,)], [(300,), (17, 3)], [(70000,)]])
+@pytest.mark.parametrize("task_id", [0, 2**40, -5, "abc", "x" * 100])
+def test_encode_ok_result_matches_encode_result(shapes, task_id):
+    from ingest.protocol import encode_ok_result
+
+    rng = np.random.default_rng()
+    outputs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    for missed in (False, True):
+        lat = {"queue": float(rng.uniform()), "service": 12.5}
+        want = encode_result(task_id, Code.OK, "", outputs, missed, lat)
+        for _ in range(2):  # the second call takes the cached heads
+            assert encode_ok_result(task_id, outputs, missed, lat) == want
+    outputs[0][...] = 7  # same objects, new data: the data is never cached
+    assert encode_ok_result(task_id, outputs, False, {}) == encode_result(task_id, Code.OK, "", outputs, False, {})

@@ -25,7 +25,8 @@ import msgpack
 import numpy as np
 import zmq
 
-from ingest.protocol import DEFAULT_REPLY_PATTERNS, Limits, Rejection, Task, decode_task, encode_result
+from ingest.fastdecode import TaskDecoder
+from ingest.protocol import DEFAULT_REPLY_PATTERNS, Limits, Rejection, Task, encode_ok_result, encode_result
 from ingest.receiver import Receiver
 from ingest.results import ResultRouter
 
@@ -69,7 +70,14 @@ class Server:
         patterns = tuple(cfg.reply_to_patterns) if cfg.reply_to_patterns else DEFAULT_REPLY_PATTERNS
         self.limits = Limits(max_task_bytes=cfg.max_task_bytes, priority_levels=cfg.priority_levels,
                              reply_to_patterns=patterns)
-        self.receiver = Receiver(self.ctx, cfg.ingest, self.limits, hwm=cfg.ingest_hwm, connect=cfg.ingest_connect)
+        self.decoder = TaskDecoder(self.registry, self.limits)
+        self._decode = self.decoder.decode
+        self.curve = None
+        if cfg.curve_secret or cfg.allowed_keys:  # CURVE + ZAP on ingest; either alone fails here, never runs open
+            from .security import CurveServer
+            self.curve = CurveServer(self.ctx, cfg.curve_secret, cfg.allowed_keys)
+        self.receiver = Receiver(self.ctx, cfg.ingest, self.limits, hwm=cfg.ingest_hwm, connect=cfg.ingest_connect,
+                                 curve=self.curve)
         self.router = ResultRouter(self.ctx, cfg.results, patterns, sndhwm=cfg.result_hwm, linger_ms=cfg.linger_ms)
         self.stats_socket: zmq.Socket | None = None
         if cfg.stats:
@@ -175,7 +183,7 @@ class Server:
         recv_ns = time.monotonic_ns()
         self._seq += 1
         try:
-            task = decode_task(frame, self.registry, self.limits, recv_ns, self._seq)
+            task = self._decode(frame, recv_ns, self._seq)
         except Rejection as r:
             if r.task_id is None:
                 self.receiver.log_undecodable(r.message)  # counts and logs, rate-limited
@@ -327,7 +335,7 @@ class Server:
             }
         else:  # untimed task (stage_timing_every > 1): no GPU stage figures rather than made-up ones
             latency_us = {"queue": (dispatch_ns - recv_ns) * _NS_PER_US, "service": (done_ns - recv_ns) * _NS_PER_US}
-        payload = encode_result(task.id, Code.OK, "", outputs, missed, latency_us)
+        payload = encode_ok_result(task.id, outputs, missed, latency_us)
         # The lane is reusable only now: its output views were copied into the payload.
         self._free_lanes.append(lane)
         encoded_ns = time.monotonic_ns() if self.trace is not None else 0
@@ -520,6 +528,8 @@ class Server:
             return
         self._closed = True
         self.receiver.close()
+        if self.curve is not None:
+            self.curve.close()
         self.router.close(self.cfg.linger_ms)
         if self.trace is not None:
             path = self.trace.dump(self.cfg.trace_path)

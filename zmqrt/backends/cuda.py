@@ -89,15 +89,23 @@ class CudaBackend(Backend):
         return self._kernels[name]
 
     def submit(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, timed: bool = True) -> None:
+        ln = self._lanes[lane]
+        # Tasks of one form share one ``checked`` object (ingest.fastdecode memoizes it), so its identity finds
+        # the prepared launch without building the shape key (~1.5 µs). The entry keeps ``checked`` alive, so
+        # an id is never reused while it is in the table.
+        entry = ln.by_checked.get(id(checked))
+        if entry is not None and entry[0] is checked:
+            ln.submit(entry[1], inputs, timed)
+            return
         params = checked.params
         key = (spec.name, tuple([(a.shape, a.dtype.num) for a in inputs]),
                tuple(params.values()) if params else ())
-        ln = self._lanes[lane]
         prep = ln._prepared.get(key)
         if prep is None:  # first task of this shape on this lane: the cold path
             self.check_fits(inputs, checked)
             prep = ln.prepared(key, self._kernels[spec.name],
                                lambda: spec.plan([a.shape for a in inputs], params), inputs, checked.outputs)
+        ln.remember(checked, prep)
         ln.submit(prep, inputs, timed)
 
     def poll(self, lane: int) -> bool:

@@ -93,6 +93,7 @@ class Lane:
         self.ev_kernel = Event(timing=timing)
         self.ev_done = Event(timing=timing)
         self._prepared: OrderedDict[tuple, Prepared] = OrderedDict()
+        self.by_checked: dict[int, tuple[object, Prepared]] = {}  # id(checked) -> (checked, prepared launch)
         self._current: Prepared | None = None
         self._timed = False
         # Raw handles, read once: a property access per driver call would add up on the hot path.
@@ -112,8 +113,15 @@ class Lane:
             prep = Prepared(self, kernel, plan_fn(), [(a.shape, a.dtype) for a in inputs], outputs)
             if len(self._prepared) >= _PREPARED_PER_LANE:
                 self._prepared.popitem(last=False)[1].close()
+                self.by_checked.clear()  # it may point at the launch just closed
             self._prepared[key] = prep
         return prep
+
+    def remember(self, checked: object, prep: Prepared) -> None:
+        """Find ``prep`` by the identity of ``checked`` from now on (bounded like the prepared table)."""
+        if len(self.by_checked) >= _PREPARED_PER_LANE:
+            self.by_checked.clear()
+        self.by_checked[id(checked)] = (checked, prep)
 
     def submit(self, prep: Prepared, inputs: Sequence[np.ndarray], timed: bool = True) -> None:
         """Enqueue one task whose launch is ``prep`` (from :meth:`prepared` on this lane).
@@ -209,6 +217,7 @@ class Lane:
         for prep in self._prepared.values():
             prep.close()
         self._prepared.clear()
+        self.by_checked.clear()
         self._current = None
         for res in (self.ev_start, self.ev_h2d, self.ev_kernel, self.ev_done, self.d_in, self.d_out, self.h_in,
                     self.h_out, self.stream):

@@ -1,0 +1,170 @@
+"""The server's task decoder: the full validator once per task *form*, a memoized fast path after that.
+
+Real-time producers send the same form over and over: the same kernel, dtypes, shapes and params, with only
+the id, the data and the deadline changing. :func:`ingest.protocol.validate_task` checks everything, in the
+documented order, with exact codes; once a form has passed it, everything that depends on the form alone
+(kernel spec, dtypes, byte counts, the kernel's shape rule and coerced params, output sizes) is a dict lookup.
+
+The fast path still checks, per task, every field that may differ between tasks of one form: the id, each
+input's ``data`` length, priority, deadline, period and ``sent_ns``. Anything it does not recognize, including
+any invalid value, goes to the full validator, so a rejection is always the full validator's, word for word.
+``tests/test_fastdecode.py`` checks the two paths agree.
+
+Why: the full validator is about 8 µs per 1 KiB task on the H200 host and 24 µs inside the loop (cold caches
+between tasks); the service-time target is 20 µs for the whole task.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .protocol import TASK_FIELDS, Limits, Task, unpack_task, validate_task
+
+__all__ = ["TaskDecoder"]
+
+_MEMO_MAX = 1024  # distinct task forms remembered (a producer repeats a few)
+_REPLY_MAX = 4096  # distinct allowed reply endpoints remembered
+_INF = math.inf
+_frombuffer = np.frombuffer
+_SCALARS = frozenset({int, float, bool, str})
+
+
+class _Form:
+    """What a task form determines: filled in from a task that passed the full validator."""
+
+    __slots__ = ("spec", "inputs", "in_bytes", "checked", "out_bytes")
+
+    def __init__(self, task: Task) -> None:
+        self.spec = task.spec
+        # (dtype, shape or None for 1-D, byte count) per input
+        self.inputs = tuple((a.dtype, None if a.ndim == 1 else a.shape, a.nbytes) for a in task.inputs)
+        self.in_bytes = task.in_bytes
+        self.checked = task.checked
+        self.out_bytes = task.out_bytes
+
+
+def _form_key(msg: dict) -> tuple | None:
+    """The form of ``msg`` as a hashable key, or None when it is not a plain well-typed form.
+
+    Types are part of the key where Python hashing would merge values (``1 == 1.0 == True``)."""
+    kernel = msg.get("kernel")
+    if type(kernel) is not str:
+        return None
+    key: list[Any] = [kernel]
+    raw = msg.get("inputs")
+    if type(raw) is not list:
+        return None
+    for item in raw:
+        if type(item) is not dict or len(item) != 3:
+            return None
+        shape = item.get("shape")
+        if type(shape) is not list:
+            return None
+        for dim in shape:
+            if type(dim) is not int:
+                return None
+        dtype = item.get("dtype")
+        if type(dtype) is not str:
+            return None
+        key.append(dtype)
+        key.append(len(shape))
+        key.extend(shape)
+    params = msg.get("params")
+    if params:
+        if type(params) is not dict:
+            return None
+        for name, value in params.items():
+            if type(value) not in _SCALARS:
+                return None
+            key.append(name)
+            key.append(type(value))
+            key.append(value)
+    elif params is not None and type(params) is not dict:
+        return None
+    return tuple(key)  # hashable: str, int and scalar types only, checked above
+
+
+class TaskDecoder:
+    """``decode(frame, recv_ns, seq) -> Task`` or ``Rejection``: same contract as ``protocol.decode_task``."""
+
+    def __init__(self, registry: Any, limits: Limits) -> None:
+        self.registry = registry
+        self.limits = limits
+        self._forms: dict[tuple, _Form] = {}
+        self._replies: set[str] = set()
+        self.fast = 0  # tasks decoded by the fast path (diagnostics)
+
+    def decode(self, frame: bytes, recv_ns: int, seq: int) -> Task:
+        msg = unpack_task(frame, self.limits)
+        key = _form_key(msg)
+        if key is not None:
+            form = self._forms.get(key)
+            if form is not None:
+                task = self._fast(msg, form, recv_ns, seq)
+                if task is not None:
+                    self.fast += 1
+                    return task
+        task = validate_task(msg, self.registry, self.limits, recv_ns, seq)  # raises the exact Rejection
+        if key is not None:
+            forms = self._forms
+            if len(forms) >= _MEMO_MAX:
+                forms.clear()
+            forms[key] = _Form(task)
+        if task.reply_to is not None:
+            if len(self._replies) >= _REPLY_MAX:
+                self._replies.clear()
+            self._replies.add(task.reply_to)
+        return task
+
+    def _fast(self, msg: dict, form: _Form, recv_ns: int, seq: int) -> Task | None:
+        """The task, or None to let the full validator decide (and word any rejection)."""
+        limits = self.limits
+        get = msg.get
+        task_id = get("id")
+        tid_type = type(task_id)
+        if tid_type is not int and (tid_type is not str or not 0 < len(task_id) <= limits.max_id_len):
+            return None
+        reply_to = get("reply_to")
+        if reply_to is not None and (type(reply_to) is not str or reply_to not in self._replies):
+            return None
+        if not TASK_FIELDS.issuperset(msg):  # x_ extension fields: the full path handles them
+            return None
+        inputs = []
+        for item, (dtype, shape, nbytes) in zip(get("inputs"), form.inputs):  # noqa: B905 - same form, same count
+            data = item.get("data")
+            if type(data) is not bytes or len(data) != nbytes:
+                return None
+            array = _frombuffer(data, dtype=dtype)
+            inputs.append(array if shape is None else array.reshape(shape))
+        priority = get("priority")
+        if priority is None:
+            priority = limits.default_priority
+        elif type(priority) is not int or not 0 <= priority < limits.priority_levels:
+            return None
+        deadline_us = get("deadline_us")
+        deadline_ns = None
+        if deadline_us is not None:
+            dtype_ = type(deadline_us)
+            if dtype_ is int:
+                if deadline_us < 0:
+                    return None
+                deadline_ns = recv_ns + deadline_us * 1000
+            elif dtype_ is float and 0 <= deadline_us < _INF:
+                deadline_ns = recv_ns + round(deadline_us * 1000)
+            else:
+                return None
+        period_us = get("period_us")
+        if period_us is not None and ((type(period_us) is not int and type(period_us) is not float)
+                                      or not 0 < period_us < _INF):
+            return None
+        sent_ns = get("sent_ns")
+        if sent_ns is not None and (type(sent_ns) is not int or sent_ns < 0):
+            return None
+        params = get("params")
+        return Task(task_id, msg["kernel"], inputs, params if params is not None else {}, priority, deadline_us,
+                    period_us, reply_to, sent_ns, form.spec, form.checked, form.in_bytes, form.out_bytes, recv_ns,
+                    deadline_ns, seq)
+
