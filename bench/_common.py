@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -86,3 +87,51 @@ def write_results(name: str, data: dict, table_md: str, out_dir: Path | None = N
 
 def md_row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _siblings(cpu: int) -> set[int]:
+    """``cpu`` and its SMT siblings (from sysfs; just ``cpu`` where the topology is not exposed)."""
+    path = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return {cpu}
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def cpu_plan() -> dict | None:
+    """Separate cores for the server under test and the producer, so neither spins on the other's core or SMT
+    sibling: ``{"loop": A, "server": {A, B}, "producer": rest}`` (B for ZeroMQ's I/O thread), or None with
+    fewer than 4 usable CPUs."""
+    try:
+        avail = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None
+    if len(avail) < 4:
+        return None
+    loop = avail[-1]
+    taken = _siblings(loop)
+    io = next((c for c in reversed(avail) if c not in taken), None)
+    if io is None:
+        return None
+    taken |= _siblings(io)
+    producer = {c for c in avail if c not in taken}
+    return {"loop": loop, "server": {loop, io}, "producer": producer} if producer else None
+
+
+@contextlib.contextmanager
+def spawn_on(cpus: set[int] | None):
+    """Processes spawned inside the block inherit CPU affinity ``cpus``; the caller's own is restored after."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import card_name, environment, md_row, summarize, write_results  # noqa: E402
+from bench._common import card_name, cpu_plan, environment, md_row, spawn_on, summarize, write_results  # noqa: E402,E501
 from bench.floor_servers import echo_server, prototype_server  # noqa: E402
 from ingest.openloop import Planned, run_open_loop  # noqa: E402
 
@@ -66,7 +66,8 @@ def run_floor(target, n_total: int, spin: bool, args, rng) -> tuple[dict, dict]:
     ready, out_q = ctx.Event(), ctx.Queue()
     ep = f"ipc://{tempfile.mkdtemp(prefix='zrt')}/in"
     proc = ctx.Process(target=target, args=(ep, n_total, spin, ready, out_q), daemon=True)
-    proc.start()
+    with spawn_on(args.plan["server"] if args.plan else None):
+        proc.start()
     if not ready.wait(120):
         raise RuntimeError(f"{target.__name__} did not start")
     row, _ = drive(ep, args.n, args.rate, None, rng, args.warm, echo=target is echo_server)
@@ -85,8 +86,10 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     tmp = tempfile.mkdtemp(prefix="zrt")
     trace_path = f"{tmp}/trace.npy"
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=f"ipc://{tmp}/stats", lanes=args.lanes,
-                       spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path)
-    proc = start_server(cfg)
+                       spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
+                       cpu=args.plan["loop"] if args.plan else None)
+    with spawn_on(args.plan["server"] if args.plan else None):
+        proc = start_server(cfg)
     try:
         row, body = drive(cfg.ingest, args.n, args.rate, args.deadline_us, rng, args.warm)
         ctx = zmq.Context()
@@ -131,9 +134,17 @@ def main() -> None:
     ap.add_argument("--modes", default="block,spin", help="comma list of block, spin")
     ap.add_argument("--stage-timing-every", type=int, default=16,
                     help="GPU stage events on every Nth task (default 16, the server default)")
+    ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS (default: the server "
+                    "under test and the producer get separate cores, SMT siblings included)")
     args = ap.parse_args()
+    args.plan = None if args.no_pin else cpu_plan()
+    if args.plan:
+        os.sched_setaffinity(0, args.plan["producer"])
+        print(f"CPUs: server loop {args.plan['loop']}, server {sorted(args.plan['server'])}, producer "
+              f"{sorted(args.plan['producer'])}", flush=True)
     rng = np.random.default_rng()
     results: dict = {"card": card_name(), "env": environment(), "n": args.n, "rate_hz": args.rate,
+                     "cpus": {k: sorted(v) if isinstance(v, set) else v for k, v in (args.plan or {}).items()},
                      "payload": "vector_add 2 x 256 float32 in, 256 out, ipc", "paths": {}}
     total = args.n + args.warm
     for mode in args.modes.split(","):

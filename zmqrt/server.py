@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import threading
 import time
@@ -425,7 +426,26 @@ class Server:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop())
 
+    def _pin(self) -> None:
+        """Pin the loop thread (only it: ZeroMQ's I/O thread was started earlier and keeps its CPUs) and raise
+        it to SCHED_FIFO where permitted. A spinning neighbour on the same core, or on its SMT sibling, slows
+        every Python line of the loop."""
+        cfg = self.cfg
+        if cfg.cpu is not None:
+            try:
+                os.sched_setaffinity(0, {cfg.cpu})
+                log.info("loop thread pinned to CPU %d", cfg.cpu)
+            except (OSError, ValueError) as e:
+                log.warning("cannot pin the loop to CPU %d: %s", cfg.cpu, e)
+        if cfg.fifo_priority > 0:
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(cfg.fifo_priority))
+                log.info("loop thread runs SCHED_FIFO priority %d", cfg.fifo_priority)
+            except (OSError, AttributeError) as e:
+                log.warning("SCHED_FIFO %d not permitted (%s); normal scheduling", cfg.fifo_priority, e)
+
     def serve_forever(self) -> None:
+        self._pin()
         # Startup objects (kernels, buffers, histograms) never die: move them out of the collector's view. The
         # task path allocates no reference cycles (refcounting frees it), so automatic collection is off while
         # serving and a young-generation pass runs only when the loop is idle: a collection in the middle of a
