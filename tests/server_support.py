@@ -12,8 +12,9 @@ from zmqrt.server import Server
 @contextlib.contextmanager
 def running_server(ingest: str, **overrides):
     settings = dict(backend="cpu", ingest=ingest, lanes=2, calibrate=False, monitor_interval_s=0.2)
+    backend = overrides.pop("backend_instance", None)
     settings.update(overrides)
-    server = Server(ServerConfig(**settings))
+    server = Server(ServerConfig(**settings), backend=backend)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

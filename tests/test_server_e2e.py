@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -18,6 +19,7 @@ import zmq
 from ingest.client import Client
 from ingest.protocol import encode_task
 from tests.server_support import running_server
+from zmqrt.backends.cpu import CpuBackend
 from zmqrt.kernels.registry import load_registry
 
 
@@ -132,19 +134,35 @@ def test_expired_task_is_not_run(ingest_ep):
         assert server.tracker.expired == 1
 
 
+class GatedCpuBackend(CpuBackend):
+    """A CPU backend whose lanes stay busy until the test opens the gate: a deterministic backlog."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.gate = threading.Event()
+
+    def poll(self, lane: int) -> bool:
+        return self.gate.is_set()
+
+
 def test_queue_full_answers_and_nothing_is_lost(ingest_ep):
-    with running_server(ingest_ep, queue_capacity=2, lanes=1) as server, \
+    backend = GatedCpuBackend(load_registry(), lanes=1)
+    with running_server(ingest_ep, queue_capacity=2, lanes=1, backend_instance=backend) as server, \
             Client(server.receiver.endpoint, timeout_s=20) as c:
-        big = np.ones((256, 256), np.float32)
-        futs = [c.submit("matmul", big, big, priority=3) for _ in range(40)]
+        small = np.ones(16, np.float32)
+        futs = [c.submit("vector_add", small, small, priority=3) for _ in range(10)]
+        deadline = time.monotonic() + 10
+        while server.receiver.frames < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        backend.gate.set()  # one ran, two queued, seven refused
         codes = [f.result(20).code.value for f in futs]
-        assert set(codes) <= {"OK", "QUEUE_FULL"}
-        assert "QUEUE_FULL" in codes and "OK" in codes
-        assert server.tracker.rejected.get("QUEUE_FULL", 0) == codes.count("QUEUE_FULL")
+        assert codes.count("OK") == 3 and codes.count("QUEUE_FULL") == 7
+        assert server.tracker.rejected.get("QUEUE_FULL", 0) == 7
 
 
 def test_duplicate_id_while_in_flight(ingest_ep, zmq_ctx):
-    with running_server(ingest_ep, lanes=1) as server:
+    backend = GatedCpuBackend(load_registry(), lanes=1)
+    with running_server(ingest_ep, lanes=1, backend_instance=backend) as server:
         pull = zmq_ctx.socket(zmq.PULL)
         pull.bind("tcp://127.0.0.1:*")
         reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -152,10 +170,15 @@ def test_duplicate_id_while_in_flight(ingest_ep, zmq_ctx):
         push.connect(server.receiver.endpoint)
         big = np.ones((256, 256), np.float32)
         small = [np.ones(2, np.float32)] * 2
-        # The blocker keeps the single lane busy, so both copies of "same" are read while the first is queued.
+        # The blocker keeps the single (gated) lane busy, so both copies of "same" are read while the first
+        # is queued.
         push.send(encode_task("blocker", "matmul", [big, big], reply_to=reply_to))
         push.send(encode_task("same", "vector_add", small, reply_to=reply_to))
         push.send(encode_task("same", "vector_add", small, reply_to=reply_to))
+        deadline = time.monotonic() + 10
+        while server.receiver.frames < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        backend.gate.set()  # the gated lane held the blocker until all three were read
         results = []
         for _ in range(3):
             assert pull.poll(20_000)

