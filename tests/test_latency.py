@@ -193,3 +193,18 @@ def test_fast_percentiles_and_mean_equal_hdrh() -> None:
         pcts = [0.0, 1.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0]
         assert percentiles_ns(h, pcts) == h.get_percentile_to_value_dict(pcts)
         assert mean_ns(h) == pytest.approx(h.get_mean_value(), rel=1e-9)
+
+
+def test_reset_matches_hdrh_reset():
+    from zmqrt.latency.tracker import new_histogram, percentiles_ns, reset
+
+    a, b = new_histogram(), new_histogram()
+    for h in (a, b):
+        for v in (1_000, 50_000, 2_000_000):
+            h.record_value(v)
+    a.reset()
+    reset(b)
+    assert b.get_total_count() == 0 and not any(b.counts)
+    assert (a.min_value, a.max_value, a.total_count) == (b.min_value, b.max_value, b.total_count)
+    b.record_value(7_000)  # still usable after the memset
+    assert percentiles_ns(b, (50.0,))[50.0] == b.get_value_at_percentile(50.0)

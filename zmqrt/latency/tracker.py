@@ -20,6 +20,8 @@ The tracker is not thread-safe: record and read it from one thread (the server l
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -127,6 +129,17 @@ def _geometry(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
         size = np.left_shift(np.int64(1), bucket + h.unit_magnitude)
         geo = _GEOMETRY[key] = (lowest, lowest + (size >> 1))
     return geo
+
+
+def reset(h: HdrHistogram) -> None:
+    """``h.reset()`` with a memset: hdrh's own loops over ~27k buckets in Python, 2 to 4 ms on the loop thread
+    once a second (seen as the round trip's p99.9)."""
+    ctypes.memset(h.counts, 0, ctypes.sizeof(h.counts))
+    h.total_count = 0
+    h.min_value = sys.maxsize
+    h.max_value = 0
+    h.start_time_stamp_msec = sys.maxsize
+    h.end_time_stamp_msec = 0
 
 
 def percentiles_ns(h: HdrHistogram, percentiles) -> dict[float, int]:
@@ -275,7 +288,7 @@ class LatencyTracker:
         """The interval histogram since the last call; a cleared one takes its place. The returned histogram
         stays valid until the next call (it is recycled then)."""
         taken = self._interval
-        self._spare.reset()
+        reset(self._spare)
         self._interval = self._spare
         self._spare = taken
         return taken
