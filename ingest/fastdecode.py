@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import TASK_FIELDS, Limits, Task, unpack_task, validate_task
+from .protocol import MAX_DEADLINE_US, TASK_FIELDS, Limits, Task, unpack_task, validate_task
 
 __all__ = ["TaskDecoder"]
 
@@ -149,10 +149,10 @@ class TaskDecoder:
         if deadline_us is not None:
             dtype_ = type(deadline_us)
             if dtype_ is int:
-                if deadline_us < 0:
+                if not 0 <= deadline_us <= MAX_DEADLINE_US:
                     return None
                 deadline_ns = recv_ns + deadline_us * 1000
-            elif dtype_ is float and 0 <= deadline_us < _INF:
+            elif dtype_ is float and 0 <= deadline_us <= MAX_DEADLINE_US:
                 deadline_ns = recv_ns + round(deadline_us * 1000)
             else:
                 return None

@@ -36,6 +36,7 @@ from zmqrt.errors import Code, Status, TaskError, status_for
 
 __all__ = [
     "DEFAULT_REPLY_PATTERNS",
+    "MAX_DEADLINE_US",
     "TASK_FIELDS",
     "WIRE_DTYPES",
     "Limits",
@@ -87,6 +88,9 @@ _RESULT_CORE_FIELDS = frozenset({"id", "status", "code", "message", "outputs", "
 # Unknown task fields are MALFORMED (a typo such as "deadline" must not silently mean "no deadline"), except
 # fields with this prefix, which are ignored: the extension point for producers and future versions.
 EXTENSION_PREFIX = "x_"
+
+# A deadline is at most about 11.6 days away: larger finite floats would overflow converting to ns.
+MAX_DEADLINE_US = 1e12
 
 # Loopback tcp on any port, and ipc. '[' must be escaped for fnmatch, hence "[[]::1]".
 DEFAULT_REPLY_PATTERNS: tuple[str, ...] = (
@@ -413,9 +417,10 @@ def validate_task(msg: dict, registry: Any, limits: Limits, recv_ns: int, seq: i
     deadline_us = msg.get("deadline_us")
     deadline_ns = None
     if deadline_us is not None:
-        if not _is_number(deadline_us) or not 0 <= deadline_us < math.inf:  # NaN fails both comparisons
+        if not _is_number(deadline_us) or not 0 <= deadline_us <= MAX_DEADLINE_US:  # NaN fails both comparisons
             raise Rejection(
-                task_id, Code.BAD_DEADLINE, f"deadline_us {deadline_us!r} not a finite number >= 0", reply_to
+                task_id, Code.BAD_DEADLINE, f"deadline_us {deadline_us!r} not a number in 0..{MAX_DEADLINE_US:.0e}",
+                reply_to,
             )
         deadline_ns = recv_ns + (deadline_us * 1000 if type(deadline_us) is int else round(deadline_us * 1000))
     period_us = msg.get("period_us")

@@ -104,8 +104,8 @@ def test_nil_means_absent(fake_registry):
 
 
 def test_integer_deadline_is_exact(fake_registry):
-    task = decode(task_map(deadline_us=2**40), fake_registry)
-    assert task.deadline_ns == RECV_NS + 2**40 * 1000
+    task = decode(task_map(deadline_us=999_999_999_999), fake_registry)
+    assert task.deadline_ns == RECV_NS + 999_999_999_999 * 1000
 
 
 def test_inputs_are_readonly_zero_copy(fake_registry):
