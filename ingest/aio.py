@@ -42,9 +42,14 @@ class AsyncClient:
         timeout_s: float = 5.0,
         sndhwm: int = 10_000,
         rcvhwm: int = 10_000,
+        curve_secret: str | None = None,
+        server_public: str | None = None,
     ) -> None:
         if reply_endpoint is not None and results_endpoint is not None:
             raise ValueError("give reply_endpoint (the client binds) or results_endpoint (it connects), not both")
+        if (curve_secret is None) != (server_public is None):
+            raise ValueError("CURVE needs both curve_secret (this producer's NAME.key_secret) and server_public "
+                             "(the server's NAME.key), or neither")
         self.timeout_s = timeout_s
         self._own_ctx = ctx is None
         self._ctx = zmq.asyncio.Context() if ctx is None else ctx
@@ -62,6 +67,10 @@ class AsyncClient:
                 sock.setsockopt(zmq.LINGER, 0)
             push.setsockopt(zmq.SNDHWM, sndhwm)
             pull.setsockopt(zmq.RCVHWM, rcvhwm)
+            if curve_secret is not None:  # before connect: security options apply to connections made later
+                from zmqrt.security import apply_client
+
+                apply_client(push, curve_secret, server_public)
             push.connect(ingest_endpoint)
             if results_endpoint is not None:
                 pull.connect(results_endpoint)

@@ -48,6 +48,7 @@ class Receiver:
         hwm: int = DEFAULT_RCVHWM,
         log_interval_s: float = 1.0,
         connect: bool = False,
+        curve: object | None = None,
     ) -> None:
         if not endpoint.startswith(("tcp://", "ipc://")):
             raise ValueError(f"ingest endpoint must be tcp:// or ipc://, got {endpoint!r}")
@@ -57,6 +58,8 @@ class Receiver:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RCVHWM, hwm)
             sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
+            if curve is not None:  # zmqrt.security.CurveServer: security options only apply to later bind/connect
+                curve.apply(sock)  # type: ignore[attr-defined]
             if connect:  # an engine behind a fan-out (zmqrt.supervisor) connects to the distributor's PUSH
                 sock.connect(endpoint)
                 self.endpoint: str = endpoint

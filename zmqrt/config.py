@@ -43,6 +43,8 @@ class ServerConfig:
     kernels_dirs: list[str] = field(default_factory=list)
     cache_dir: str | None = None
     spin: bool = False  # busy-poll sockets and events even when idle
+    cpu: int | None = None  # pin the loop thread to this CPU (ZeroMQ's I/O thread keeps the others)
+    fifo_priority: int = 0  # SCHED_FIFO priority for the loop thread where permitted; 0: normal scheduling
     # GPU events around h2d/kernel/d2h on every Nth task; 0: never. Four event records cost about 8 µs on an
     # H200 host (bench/results/call_costs-*), half the GPU round trip, so by default one task in 16 pays it.
     stage_timing_every: int = 16
@@ -57,6 +59,10 @@ class ServerConfig:
     ingest_connect: bool = False  # connect the ingest PULL instead of binding it (engines behind a fan-out)
     trace_path: str | None = None  # write a per-task stage trace (.npy, zmqrt.trace) here at shutdown
     trace_capacity: int = 200_000  # tasks the trace ring holds (the most recent ones)
+    # CURVE on ingest (zmqrt.security): the server's NAME.key_secret, and a directory of the producers' NAME.key
+    # files it admits. Both or neither.
+    curve_secret: str | None = None
+    allowed_keys: str | None = None
 
     def replace(self, **changes: Any) -> ServerConfig:
         return dataclasses.replace(self, **changes)
@@ -104,3 +110,6 @@ def validate(cfg: ServerConfig) -> None:
     for ep in (cfg.ingest, cfg.results, cfg.stats):
         if ep is not None and not ep.startswith(("tcp://", "ipc://")):
             raise ValueError(f"endpoint must be tcp:// or ipc://, got {ep!r}")
+    if (cfg.curve_secret is None) != (cfg.allowed_keys is None):
+        raise ValueError("curve_secret (the server's NAME.key_secret) and allowed_keys (a directory of producers' "
+                         "NAME.key files) go together: give both to turn CURVE on, or neither")
