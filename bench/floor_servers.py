@@ -87,9 +87,9 @@ def prototype_server(endpoint: str, n: int, spin: bool, ready, out_q, nel: int =
     if int(nvrtc.nvrtcCompileProgram(prog, 1, opts)[0]) != 0:
         raise RuntimeError("prototype kernel failed to compile")
     size = ok(nvrtc.nvrtcGetCUBINSize(prog))
-    cubin = b" " * size
+    cubin = bytearray(size)
     nvrtc.nvrtcGetCUBIN(prog, cubin)
-    mod = ok(cu.cuModuleLoadData(cubin))
+    mod = ok(cu.cuModuleLoadData(bytes(cubin)))
     f = ok(cu.cuModuleGetFunction(mod, b"vadd"))
     s = ok(cu.cuStreamCreate(1))
     ev = ok(cu.cuEventCreate(2))

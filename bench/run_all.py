@@ -1,9 +1,9 @@
 """Run the whole benchmark suite on this GPU host and write one merged report plus ``bench/results/latest.json``.
 
 Runs, each as a subprocess (``sys.executable``) that writes its own ``bench/results/<name>-<CARD>.json``:
-floors, peers, executor_floor, roundtrip, stream, seed_scenarios, sched_overhead, and a sustained throughput run
-(``ingest.loadgen.run_loadgen``: several producer processes, open loop, 1 KiB vector_add with no deadline, at
-an offered rate above what the server can do; throughput = ok results per second). Then writes:
+floors, peers, executor_floor, roundtrip, stream, seed_scenarios, sched_overhead, restart_time, and a sustained
+throughput run (``ingest.loadgen.run_loadgen``: several producer processes, open loop, 1 KiB vector_add with no
+deadline, at an offered rate above what the server can do; throughput = ok results per second). Then writes:
 - ``bench/results/<card>-<date>.json``: every benchmark's results (or its error), merged;
 - ``bench/results/<card>-<date>.md``: zmqrt against the floors and the peers, as ratios, with the targets;
 - ``bench/results/latest.json``: ``card``, ``service_us`` {p50, p99} (zmqrt's server-side service, roundtrip.py
@@ -48,6 +48,7 @@ SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "seed_scenarios": ("seed_scenarios.py", ["--stream-seconds", "5"],
                        ["--stream-seconds", "1", "--warm-tasks", "500"]),
     "sched_overhead": ("sched_overhead.py", ["--n", "200000"], ["--n", "20000"]),
+    "restart_time": ("restart_time.py", ["--reps", "10"], ["--reps", "3"]),
     "throughput": ("run_all.py", ["--throughput-only", "--seconds", "5"], ["--throughput-only", "--seconds", "2"]),
 }
 

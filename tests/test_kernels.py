@@ -55,14 +55,14 @@ def nvrtc_ptx(path: Path) -> tuple[str, str]:
     try:
         (result,) = nvrtc.nvrtcCompileProgram(prog, 1, [b"--gpu-architecture=compute_90"])
         _, log_size = nvrtc.nvrtcGetProgramLogSize(prog)
-        log = b" " * log_size
+        log = bytearray(log_size)
         nvrtc.nvrtcGetProgramLog(prog, log)
-        log_text = log.rstrip(b"\x00").decode()
+        log_text = bytes(log).rstrip(b"\x00").decode()
         assert result == nvrtc.nvrtcResult.NVRTC_SUCCESS, f"{path.name} failed to compile:\n{log_text}"
         _, ptx_size = nvrtc.nvrtcGetPTXSize(prog)
-        ptx = b" " * ptx_size
+        ptx = bytearray(ptx_size)
         nvrtc.nvrtcGetPTX(prog, ptx)
-        return ptx.rstrip(b"\x00").decode(), log_text
+        return bytes(ptx).rstrip(b"\x00").decode(), log_text
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
 
@@ -604,9 +604,9 @@ def test_builtins_on_gpu_match_reference_within_tolerance(registry: KernelRegist
     for spec in registry:
         prog = ok(nvrtc.nvrtcCreateProgram(spec.source_path.read_bytes(), spec.source.encode(), 0, [], []))
         ok(nvrtc.nvrtcCompileProgram(prog, 1, [f"--gpu-architecture=sm_{major}{minor}".encode()]))
-        cubin = b" " * ok(nvrtc.nvrtcGetCUBINSize(prog))
+        cubin = bytearray(ok(nvrtc.nvrtcGetCUBINSize(prog)))
         ok(nvrtc.nvrtcGetCUBIN(prog, cubin))
-        module = ok(driver.cuModuleLoadData(cubin))
+        module = ok(driver.cuModuleLoadData(bytes(cubin)))
         functions[spec.name] = ok(driver.cuModuleGetFunction(module, spec.entry.encode()))
 
     def launch(spec: KernelSpec, inputs: list[np.ndarray], params: dict) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""The ``zmqrt`` command: serve, kernels, demo, stats (and loadgen, keys where installed)."""
+"""The ``zmqrt`` command: serve, kernels, demo, stats, keys (and loadgen where installed)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,34 @@ def _add_serve(sub) -> None:
     p.add_argument("--stage-timing-every", type=int, metavar="N", help="record GPU events around h2d/kernel/d2h "
                    "on every Nth task (default 16; 1: every task; 0: never). A timed task costs about 8 µs more")
     p.add_argument("--p95-target-us", type=float, help="warn in the monitor line when P95 exceeds this")
+    g = p.add_argument_group("security (CURVE encryption + key authentication of producers; give both or neither)")
+    g.add_argument("--curve-secret", metavar="FILE", help="the server's secret certificate NAME.key_secret (from "
+                   "`zmqrt keys`); producers need the matching NAME.key. Encrypts the ingest socket")
+    g.add_argument("--allowed-keys", metavar="DIR", help="directory of the producers' public certificates (*.key) "
+                   "that may send tasks, read at start; any other producer gets nothing in and no result")
+    g = p.add_argument_group("supervision (the engine runs in a child process: a sticky CUDA error or a hung kernel "
+                             "needs a fresh process, and the supervisor starts one)")
+    g.add_argument("--supervise", action=argparse.BooleanOptionalAction, default=None, help="restart the engine when "
+                   "it exits after a fatal GPU fault or crashes; tasks sent meanwhile wait in the producers' queues "
+                   "(default on; --no-supervise serves in this process)")
+    g.add_argument("--devices", type=_device_list, metavar="LIST", help="one engine per CUDA device, e.g. 0,1 (a "
+                   "device may repeat). This process binds --ingest and deals tasks to the engines through an "
+                   "internal ipc hop (one more ZeroMQ hop: about 10 µs); each engine binds --stats/--results with .N "
+                   "(ipc) or port+N (tcp) appended, and --metrics-port+N. Implies --supervise")
+    g.add_argument("--max-restarts", type=int, default=5, metavar="N", help="give up (exit 4) when an engine needs "
+                   "more than N restarts within --restart-window (default 5)")
+    g.add_argument("--restart-window", type=float, default=60.0, metavar="S", help="seconds (default 60)")
     p.add_argument("-v", "--verbose", action="store_true")
+
+
+def _device_list(text: str) -> list[int]:
+    try:
+        devices = [int(d) for d in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected device ordinals like 0,1, got {text!r}") from None
+    if any(d < 0 for d in devices):
+        raise argparse.ArgumentTypeError(f"device ordinals are >= 0, got {text!r}")
+    return devices
 
 
 def cmd_serve(args) -> int:
@@ -61,14 +88,35 @@ def cmd_serve(args) -> int:
     overrides = {k: getattr(args, k) for k in (
         "backend", "device", "ingest", "results", "stats", "metrics_port", "policy", "lanes", "max_task_bytes",
         "priority_levels", "queue_capacity", "admission", "expire", "cache_dir", "spin", "stage_timing_every",
-        "p95_target_us")}
+        "p95_target_us", "curve_secret", "allowed_keys")}
     overrides["kernels_dirs"] = args.kernels_dir
     try:
         cfg = build_config(args.config, **overrides)
+        if cfg.curve_secret is not None:  # bad key files: a one-line error now, not a traceback from Server
+            from .security import load_allowed, load_secret
+            load_secret(cfg.curve_secret)
+            load_allowed(cfg.allowed_keys)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"zmqrt serve: {e}", file=sys.stderr)
         return 2
-    return run_server(cfg)
+    if args.devices is not None and (args.supervise is False or args.device is not None):
+        print("zmqrt serve: --devices runs supervised engines, one per device: it goes with neither --no-supervise "
+              "nor --device", file=sys.stderr)
+        return 2
+    if args.supervise is False:
+        return run_server(cfg)
+    import zmq
+
+    from .supervisor import Supervisor
+
+    try:
+        sup = Supervisor(cfg, devices=args.devices, max_restarts=args.max_restarts,
+                         restart_window_s=args.restart_window)
+        sup.install_signal_handlers()
+        return sup.run()
+    except (RuntimeError, ValueError, OSError, zmq.ZMQError) as e:  # an engine failed to start, ingest in use...
+        print(f"zmqrt serve: {e}", file=sys.stderr)
+        return 1
 
 
 def cmd_kernels(args) -> int:
@@ -103,6 +151,21 @@ def cmd_kernels(args) -> int:
         print(f"  {spec.name:<12} ({ins}{'; ' + params if params else ''})  {spec.source_id} -> {ptx_path.name} "
               f"[{len(comp.ptx)} B PTX, {len(comp.cubin or b'')} B CUBIN, {src}]")
     print(f"{len(registry)} kernels, {len(compiled)} sources: all compiled")
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from .security import make_keys
+
+    try:
+        public, secret = make_keys(args.directory, args.name)
+    except (ValueError, OSError) as e:
+        print(f"zmqrt keys: {e}", file=sys.stderr)
+        return 1
+    print(public)
+    print(secret)
+    print(f"give {public} to the other side (a producer's goes into the server's --allowed-keys directory); "
+          f"keep {secret} private", file=sys.stderr)
     return 0
 
 
@@ -168,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer")
     p.add_argument("--json", action="store_true", help="raw JSON instead of a table")
 
+    p = sub.add_parser("keys", help="make a CURVE key pair (certificate files) for a server or a producer",
+                       description="Write DIR/NAME.key (public: give it to the other side; a producer's goes into "
+                                   "the server's --allowed-keys directory) and DIR/NAME.key_secret (mode 0600: "
+                                   "the server's goes to serve --curve-secret, a producer's stays with it). "
+                                   "Prints the two paths, public first. Never overwrites an existing key.")
+    p.add_argument("directory", metavar="DIR", help="where to write the files (created if missing)")
+    p.add_argument("--name", required=True, help="base name of the files, e.g. server or the producer's name")
+
     try:
         from .loadgen_cli import add_loadgen_parser
         add_loadgen_parser(sub)
@@ -176,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"serve": cmd_serve, "kernels": cmd_kernels, "demo": cmd_demo, "stats": cmd_stats}
+COMMANDS = {"serve": cmd_serve, "kernels": cmd_kernels, "demo": cmd_demo, "stats": cmd_stats, "keys": cmd_keys}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -422,6 +422,9 @@ class Server:
             "undecodable": self.receiver.undecodable,
             "results_sent": self.results_sent,
             "undeliverable": self.router.undeliverable,
+            "undeliverable_by_reason": dict(self.router.undeliverable_by_reason),
+            "results_held": self.router.backlog,
+            "results_held_peak": self.router.backlog_peak,
             "queued": len(self.sched),
             "admission_probes": self.probes,
             "in_flight": len(self._busy_lanes),
@@ -489,6 +492,7 @@ class Server:
         EVENTS, POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: IntFlag.__and__ costs ~2 µs
         accept = self._accept
         receiver = self.receiver
+        router = self.router
         while not self._stop.is_set():
             # One frame per pass while a lane is free, then completions, then dispatch: a task read while a lane
             # is free starts at once. Reading a batch of 64 first made a burst wait for all 64 decodes (~0.5 ms)
@@ -496,9 +500,13 @@ class Server:
             # lane busy a few frames are read ahead, so the policy orders them (and a full queue says QUEUE_FULL)
             # instead of ZeroMQ's buffer holding them unseen.
             progressed = False
+            if router.backlog:  # results a slow producer's outbox refused: retry (never blocks)
+                router.flush()
             n = 0
             limit = 1 if self._free_lanes else _READ_AHEAD
-            while n < limit and readable(EVENTS) & POLLIN:
+            # While the held results are at their bound, read no new task: ZeroMQ's ingest queue then fills and
+            # pushes back on the producers, instead of the server dropping results it cannot deliver.
+            while n < limit and not (router.backlog and router.backlog_full) and readable(EVENTS) & POLLIN:
                 frame = recv(zmq.NOBLOCK)
                 receiver.frames += 1
                 accept(frame)
@@ -525,7 +533,7 @@ class Server:
                 if young > _GC_IDLE_THRESHOLD:
                     gc_collect(1 if middle > 10 else 0)
                 if not spin:
-                    poller.poll(idle_timeout_ms)
+                    poller.poll(1 if router.backlog else idle_timeout_ms)
         gc.enable()
         self._shutdown()
 
@@ -534,7 +542,14 @@ class Server:
         self._accepting = False
         sock = self.receiver.socket
         # Frames already received by ZeroMQ are read and answered SHUTDOWN, so none is lost silently.
-        while True:
+        router = self.router
+        give_up_ns = time.monotonic_ns() + int(self.cfg.drain_timeout_s * 1e9)
+        while time.monotonic_ns() < give_up_ns:  # producers still sending cannot keep shutdown waiting
+            if router.backlog:
+                router.flush()
+                if router.backlog_full:  # each SHUTDOWN answer needs room: wait for the producers, bounded
+                    time.sleep(0.001)
+                    continue
             try:
                 frame = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -544,6 +559,8 @@ class Server:
         self.receiver.close()
         deadline = time.monotonic_ns() + int(self.cfg.drain_timeout_s * 1e9)
         while (len(self.sched) or self._busy_lanes) and time.monotonic_ns() < deadline:
+            if router.backlog:
+                router.flush()
             if self._busy_lanes:
                 self._poll_lanes()
             if self._free_lanes and len(self.sched):

@@ -67,14 +67,17 @@ def compile_source(source: str, source_name: str, arch: str, options: tuple[str,
         if status:
             raise NvrtcError("nvrtcCompileProgram", status, source_name, log, opts, source)
         size = _ok(nvrtc.nvrtcGetPTXSize(prog), "nvrtcGetPTXSize", source_name)
-        ptx = b" " * size
+        # Mutable buffers only: NVRTC writes into what it is given, and writing into a bytes object corrupts
+        # the interpreter (b" " * 1 is CPython's shared one-byte b" ", after which every b" " reads b"\0").
+        ptx = bytearray(size)
         _ok(nvrtc.nvrtcGetPTX(prog, ptx), "nvrtcGetPTX", source_name)
         cubin = None
         if want_cubin:
             size = _ok(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize", source_name)
-            cubin = b" " * size
+            cubin = bytearray(size)
             _ok(nvrtc.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN", source_name)
-        return Images(ptx=ptx.rstrip(b"\0"), cubin=cubin, log=log)
+            cubin = bytes(cubin)
+        return Images(ptx=bytes(ptx).rstrip(b"\0"), cubin=cubin, log=log)
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
 
@@ -83,6 +86,6 @@ def _log(prog, source_name: str) -> str:
     size = _ok(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize", source_name)
     if size <= 1:
         return ""
-    buf = b" " * size
+    buf = bytearray(size)
     _ok(nvrtc.nvrtcGetProgramLog(prog, buf), "nvrtcGetProgramLog", source_name)
-    return buf.rstrip(b"\0").decode(errors="replace")
+    return bytes(buf).rstrip(b"\0").decode(errors="replace")
