@@ -10,6 +10,8 @@ run() { local name=$1; shift; echo "=== $name"; "$@" >"$OUT/$name.log" 2>&1; ech
 run gpu-tests python3 -m pytest -m gpu -q -p no:cacheprovider
 run call-costs python3 bench/call_costs.py
 run run-all python3 bench/run_all.py "$@"
+run completion-probe python3 bench/completion_probe.py --n 3000
+if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then run scaleout python3 bench/scaleout.py; fi
 run demo python3 -m zmqrt.cli demo --json "$OUT/demo.json"
 tar czf "$OUT/results.tgz" bench/results "$OUT"/*.log "$OUT"/demo.json 2>/dev/null
 cd "$OUT" && rm -f ./*.log ./demo.json

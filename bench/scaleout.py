@@ -1,0 +1,90 @@
+"""Throughput of supervised engines: one engine against one engine per GPU (``zmqrt serve --devices 0,1``).
+
+Each configuration runs a :class:`zmqrt.supervisor.Supervisor` in this process (engines are spawned children, as
+``zmqrt serve`` runs them) and drives it with ``ingest.loadgen.run_loadgen``: several producer processes, open
+loop, 1 KiB ``vector_add`` without deadline, at an offered rate above what one engine can do. Throughput = ok
+results per second; a sample of outputs is checked against numpy; lost must be 0. Same offered load for every
+configuration, in the same run. Target (issue 7): N GPUs >= 1.8x one GPU at N = 2.
+
+Writes bench/results/scaleout-<CARD>.json and .md.
+
+Usage: python3 bench/scaleout.py [--seconds 5] [--rate 60000] [--processes 6] [--configs 0;0,1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import card_name, environment, md_row, write_results  # noqa: E402
+
+
+def run_config(devices: list[int], args) -> dict:
+    from ingest.loadgen import LoadgenConfig, MixEntry, run_loadgen
+    from ingest.loadgen_report import summarize
+    from zmqrt.config import ServerConfig
+    from zmqrt.supervisor import Supervisor
+
+    cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tempfile.mkdtemp(prefix='zrt')}/in", lanes=args.lanes)
+    lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
+                       duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes)
+    with Supervisor(cfg, devices=devices if len(devices) > 1 else None) as sup:
+        sup.start()
+        thread = threading.Thread(target=sup.run, daemon=True)
+        thread.start()
+        lg.endpoint = sup.ingest_endpoint
+        t0 = time.perf_counter()
+        res = run_loadgen(lg)
+        wall = time.perf_counter() - t0
+        sup.stop()
+        thread.join(60)
+    overall = summarize(res)["overall"]
+    overall.pop("hdr", None)
+    return {"devices": devices, "wall_s": wall, "throughput_tasks_per_s": overall.get("throughput_hz"),
+            "counts": overall["counts"], "latency_us": overall.get("latency_us", {}),
+            "server_us": overall.get("server_us", {})}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rate", type=float, default=60_000.0, help="offered tasks/s, all producers (default 60000)")
+    ap.add_argument("--processes", type=int, default=6, help="producer processes (default 6)")
+    ap.add_argument("--lanes", type=int, default=4)
+    ap.add_argument("--backend", default="cuda", help="cuda (default); cpu for a smoke test without a GPU")
+    ap.add_argument("--configs", default="0;0,1", help="device lists separated by ';' (default '0;0,1')")
+    args = ap.parse_args()
+    rows = {}
+    for spec in args.configs.split(";"):
+        devices = [int(d) for d in spec.split(",")]
+        r = rows[spec] = run_config(devices, args)
+        c = r["counts"]
+        print(f"devices {spec:6s}: {r['throughput_tasks_per_s']:,.0f} ok/s; ok {c['ok']} rejected {c['rejected']} "
+              f"{c['rejected_by_code']} lost {c['lost']} mismatches {c['mismatches']}", flush=True)
+    base = rows[args.configs.split(";")[0]]["throughput_tasks_per_s"] or float("nan")
+    for r in rows.values():
+        r["speedup_vs_first"] = (r["throughput_tasks_per_s"] or 0.0) / base
+    lines = [f"# Supervised engines, throughput at {args.rate:,.0f} tasks/s offered ({args.processes} producers, "
+             f"{args.seconds:g} s, 1 KiB vector_add): {card_name()}", "",
+             md_row(["devices", "ok tasks/s", "x first", "ok", "rejected", "lost", "mismatches", "p99 µs"]),
+             md_row(["---"] * 8)]
+    for spec, r in rows.items():
+        c = r["counts"]
+        p99 = r["latency_us"].get("p99", float("nan"))
+        lines.append(md_row([spec, f"{r['throughput_tasks_per_s']:,.0f}", f"{r['speedup_vs_first']:.2f}", c["ok"],
+                             c["rejected"], c["lost"], c["mismatches"], f"{p99:.0f}"]))
+    path = write_results("scaleout", {"card": card_name(), "env": environment(), "rate_hz": args.rate,
+                                      "seconds": args.seconds, "processes": args.processes, "configs": rows},
+                         "\n".join(lines) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
