@@ -66,7 +66,8 @@ def run_floor(target, n_total: int, spin: bool, args, rng) -> tuple[dict, dict]:
     ready, out_q = ctx.Event(), ctx.Queue()
     ep = f"ipc://{tempfile.mkdtemp(prefix='zrt')}/in"
     proc = ctx.Process(target=target, args=(ep, n_total, spin, ready, out_q), daemon=True)
-    with spawn_on(args.plan["server"] if args.plan else None):
+    cpus = getattr(args, "plan", None)  # floors.py calls this without a CPU plan
+    with spawn_on(cpus["server"] if cpus else None):
         proc.start()
     if not ready.wait(120):
         raise RuntimeError(f"{target.__name__} did not start")
@@ -85,10 +86,11 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
 
     tmp = tempfile.mkdtemp(prefix="zrt")
     trace_path = f"{tmp}/trace.npy"
+    cpus = getattr(args, "plan", None)
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=f"ipc://{tmp}/stats", lanes=args.lanes,
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
-                       cpu=args.plan["loop"] if args.plan else None)
-    with spawn_on(args.plan["server"] if args.plan else None):
+                       cpu=cpus["loop"] if cpus else None)
+    with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:
         row, body = drive(cfg.ingest, args.n, args.rate, args.deadline_us, rng, args.warm)
