@@ -10,6 +10,7 @@ stage. Completion is a stream or event query; nothing here blocks unless ``wait`
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -22,7 +23,9 @@ from ..cuda import query as cu_query
 from .base import SLOT_ALIGN_BYTES, StageTimes
 
 _PREPARED_PER_LANE = 256  # distinct (kernel, shapes, params) remembered per lane
-_GRAPH_AFTER_USES = 2  # untimed uses of a prepared launch before it is captured as a graph
+# Untimed uses of a prepared launch before it is captured as a graph; ZMQRT_GRAPH_AFTER_USES=0 never captures
+# (for A/B measurements: bench/NOTES.md).
+_GRAPH_AFTER_USES = int(os.environ.get("ZMQRT_GRAPH_AFTER_USES", "2")) or (1 << 62)
 
 
 def _align(n: int) -> int:
