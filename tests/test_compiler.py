@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from zmqrt.compiler import KernelCache, NvrtcError, compile_registry, compile_source
@@ -91,3 +93,14 @@ def test_ptx_only_compile():
     images = compile_source('extern "C" __global__ void k(float* a) { a[0] = 1.0f; }', "k.cu", ARCH,
                             want_cubin=False)
     assert images.cubin is None and b".target sm_90" in images.ptx
+
+
+def test_kernels_command_takes_a_relative_kernels_dir(tmp_path, monkeypatch):
+    import shutil
+
+    from zmqrt.cli import main
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples" / "user_kernels", tmp_path / "uk")
+    monkeypatch.chdir(tmp_path)
+    assert main(["kernels", "--kernels-dir", "uk", "--out", str(tmp_path / "out"), "--no-cache"]) == 0
+    assert any((tmp_path / "out").glob("scale_add.*.ptx"))

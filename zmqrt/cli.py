@@ -50,6 +50,15 @@ def _add_serve(sub) -> None:
     p.add_argument("--stage-timing-every", type=int, metavar="N", help="record GPU events around h2d/kernel/d2h "
                    "on every Nth task (default 16; 1: every task; 0: never). A timed task costs about 8 µs more")
     p.add_argument("--p95-target-us", type=float, help="warn in the monitor line when P95 exceeds this")
+    p.add_argument("--cpu", type=int, metavar="N", help="pin the loop thread to CPU N (keep producers and other "
+                   "spinning work off that core); ZeroMQ's I/O thread keeps the other CPUs")
+    p.add_argument("--fifo-priority", type=int, metavar="P", help="run the loop thread SCHED_FIFO at priority P "
+                   "where permitted (needs CAP_SYS_NICE; logged and ignored otherwise). Default: normal scheduling")
+    p.add_argument("--watchdog-ms", type=float, metavar="MS", help="a task still running after MS ms is a hung GPU: "
+                   "its lane's task gets GPU_FAULT and the engine restarts (default 2000; 0: off)")
+    p.add_argument("--trace", dest="trace_path", metavar="FILE.npy", help="record a per-task stage trace (receipt, "
+                   "decoded, admitted, submitted, done, encoded, sent) and write it here at shutdown; read it with "
+                   "zmqrt.trace.summarize")
     g = p.add_argument_group("security (CURVE encryption + key authentication of producers; give both or neither)")
     g.add_argument("--curve-secret", metavar="FILE", help="the server's secret certificate NAME.key_secret (from "
                    "`zmqrt keys`); producers need the matching NAME.key. Encrypts the ingest socket")
@@ -88,7 +97,7 @@ def cmd_serve(args) -> int:
     overrides = {k: getattr(args, k) for k in (
         "backend", "device", "ingest", "results", "stats", "metrics_port", "policy", "lanes", "max_task_bytes",
         "priority_levels", "queue_capacity", "admission", "expire", "cache_dir", "spin", "stage_timing_every",
-        "p95_target_us", "curve_secret", "allowed_keys")}
+        "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path")}
     overrides["kernels_dirs"] = args.kernels_dir
     try:
         cfg = build_config(args.config, **overrides)
@@ -139,9 +148,9 @@ def cmd_kernels(args) -> int:
     print(f"NVRTC {'.'.join(map(str, nvrtc_version()))}, arch {arch}, PTX to {out_dir}")
     cache = None if args.no_cache else KernelCache()
     compiled = compile_registry(registry, arch, cache, want_cubin=True)
-    by_path = {str(c.path): c for c in compiled.values()}
+    by_path = {str(Path(c.path).resolve()): c for c in compiled.values()}  # a relative --kernels-dir too
     for spec in registry:
-        comp = by_path[str(spec.source_path)]
+        comp = by_path[str(spec.source_path.resolve())]
         ptx_path = out_dir / f"{spec.name}.{arch}.ptx"
         ptx_path.write_bytes(comp.ptx)
         ins = ", ".join(f"{i.name}:{'|'.join(i.dtypes)}" for i in spec.inputs)

@@ -101,6 +101,12 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"lanes must be 1..64, not {cfg.lanes}")
     if cfg.max_task_bytes < 1024:
         raise ValueError(f"max_task_bytes must be at least 1024, not {cfg.max_task_bytes}")
+    if cfg.cpu is not None and cfg.cpu < 0:
+        raise ValueError(f"cpu must be a CPU number >= 0, not {cfg.cpu}")
+    if not 0 <= cfg.fifo_priority <= 99:
+        raise ValueError(f"fifo_priority must be 0 (off) or 1..99, not {cfg.fifo_priority}")
+    if cfg.watchdog_ms < 0:
+        raise ValueError(f"watchdog_ms must be >= 0 (0: off), not {cfg.watchdog_ms}")
     if cfg.stage_timing_every < 0:
         raise ValueError(f"stage_timing_every must be >= 0, not {cfg.stage_timing_every}")
     if cfg.admission not in ("reject", "flag"):

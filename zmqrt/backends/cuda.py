@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -78,10 +79,10 @@ class CudaBackend(Backend):
                                        f"{nv_major}.{nv_minor} is newer than the driver ({info.driver_version})")
                 module = Module(comp.ptx + b"\0", f"{source_id} ptx")
             self._modules.append(module)
-            by_path[str(comp.path)] = module
+            by_path[str(Path(comp.path).resolve())] = module  # specs may name it relatively
         self._kernels = {}
         for spec in self.registry:
-            kernel = by_path[str(spec.source_path)].kernel(spec.entry)
+            kernel = by_path[str(spec.source_path.resolve())].kernel(spec.entry)
             self._kernels[spec.name] = kernel
         return t1 - t0, time.perf_counter() - t1
 
