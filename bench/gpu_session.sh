@@ -11,6 +11,7 @@ run gpu-tests python3 -m pytest -m gpu -q -p no:cacheprovider
 run call-costs python3 bench/call_costs.py
 run run-all python3 bench/run_all.py "$@"
 run completion-probe python3 bench/completion_probe.py --n 3000
+run roundtrip-trace python3 bench/roundtrip.py --n 10000 --warm 1000 --modes block --trace
 if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then run scaleout python3 bench/scaleout.py; fi
 run demo python3 -m zmqrt.cli demo --json "$OUT/demo.json"
 tar czf "$OUT/results.tgz" bench/results "$OUT"/*.log "$OUT"/demo.json 2>/dev/null

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import card_name, cpu_plan, environment, md_row, spawn_on, summarize, write_results  # noqa: E402,E501
 from bench.floor_servers import echo_server, prototype_server  # noqa: E402
 from ingest.openloop import Planned, run_open_loop  # noqa: E402
+from zmqrt.config import ServerConfig  # noqa: E402
 
 
 def plan(n: int, rate_hz: float, deadline_us: float | None, rng) -> tuple[list[Planned], dict]:
@@ -81,11 +82,10 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     import msgpack
     import zmq
 
-    from zmqrt.config import ServerConfig
     from zmqrt.demo import start_server, stop_server
 
     tmp = tempfile.mkdtemp(prefix="zrt")
-    trace_path = f"{tmp}/trace.npy"
+    trace_path = f"{tmp}/trace.npy" if args.trace else None
     cpus = getattr(args, "plan", None)
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=f"ipc://{tmp}/stats", lanes=args.lanes,
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
@@ -116,13 +116,12 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     tracker_service = snap.get("stages", {}).get("service", {})
     srv["tracker_receipt_to_sent"] = {k: v / 1e3 for k, v in tracker_service.items() if k.endswith("_ns")}
     srv["stages"] = stages
-    # Where the service time goes inside the loop (zmqrt.trace): measured tasks only.
-    from zmqrt.trace import format_summary
-    from zmqrt.trace import summarize as trace_summary
+    if trace_path:  # where the service time goes inside the loop (zmqrt.trace): measured tasks only
+        from zmqrt.trace import format_summary
+        from zmqrt.trace import summarize as trace_summary
 
-    rows = np.load(trace_path)
-    srv["loop_trace_us"] = trace_summary(rows, skip=args.warm)
-    print(format_summary(srv["loop_trace_us"]), flush=True)
+        srv["loop_trace_us"] = trace_summary(np.load(trace_path), skip=args.warm)
+        print(format_summary(srv["loop_trace_us"]), flush=True)
     return row, srv
 
 
@@ -134,8 +133,11 @@ def main() -> None:
     ap.add_argument("--deadline-us", type=float, default=1000.0, help="deadline on zmqrt tasks (default 1000)")
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--modes", default="block,spin", help="comma list of block, spin")
-    ap.add_argument("--stage-timing-every", type=int, default=16,
-                    help="GPU stage events on every Nth task (default 16, the server default)")
+    ap.add_argument("--stage-timing-every", type=int, default=ServerConfig.stage_timing_every,
+                    help=f"GPU stage events on every Nth task (default {ServerConfig.stage_timing_every}, the server "
+                    "default)")
+    ap.add_argument("--trace", action="store_true", help="also record zmqrt's per-task loop trace (costs about "
+                    "1 µs a task) and write the results as roundtrip-trace-<card> instead")
     ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS (default: the server "
                     "under test and the producer get separate cores, SMT siblings included)")
     args = ap.parse_args()
@@ -194,7 +196,7 @@ def main() -> None:
                      f"{rr['roundtrip_p99']:.2f}x; zmqrt service / prototype server side p50 "
                      f"{rr['service_p50_vs_proto_server']:.2f}x, p99 {rr['service_p99_vs_proto_server']:.2f}x")
     lines.append("")
-    path = write_results("roundtrip", results, "\n".join(lines))
+    path = write_results("roundtrip-trace" if args.trace else "roundtrip", results, "\n".join(lines))
     print(f"wrote {path}")
 
 

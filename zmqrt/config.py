@@ -45,9 +45,11 @@ class ServerConfig:
     spin: bool = False  # busy-poll sockets and events even when idle
     cpu: int | None = None  # pin the loop thread to this CPU (ZeroMQ's I/O thread keeps the others)
     fifo_priority: int = 0  # SCHED_FIFO priority for the loop thread where permitted; 0: normal scheduling
-    # GPU events around h2d/kernel/d2h on every Nth task; 0: never. Four event records cost about 8 µs on an
-    # H200 host (bench/results/call_costs-*), half the GPU round trip, so by default one task in 16 pays it.
-    stage_timing_every: int = 16
+    # GPU events around h2d/kernel/d2h on every Nth task; 0: never. A timed task records four events and takes the
+    # plain launch path instead of the graph: 20 to 25 µs more on an H200 host. One task in 16 put 6% of tasks in
+    # the p95/p99 tail (bench/NOTES.md 13); one in 256 keeps the tail clean and still samples the GPU stages
+    # about 40 times a second at 10 kHz.
+    stage_timing_every: int = 256
     calibrate: bool = True
     monitor_interval_s: float = 1.0
     p95_target_us: float = 100.0
