@@ -235,7 +235,7 @@ def test_admission_fp_exact_numbers() -> None:
     with pytest.raises(TaskError) as e:
         adm.admit(t_late, now, s, 150_000)
     assert e.value.code is Code.DEADLINE_INFEASIBLE
-    assert "predicted finish in 325.0 µs > deadline in 325.0 µs" in e.value.message  # 324.999 rounds
+    assert "predicted finish 325.0 µs after receipt > deadline 325.0 µs" in e.value.message  # 324.999 rounds
     assert "queued ahead 300.0 µs" in e.value.message and "2 lane(s)" in e.value.message
     flag = AdmissionControl(pred, lanes=2, mode="flag")
     assert flag.admit(t_late, now, s, 150_000) is True
@@ -252,7 +252,7 @@ def test_admission_message_numbers() -> None:
     now = 5_000
     with pytest.raises(TaskError) as e:
         adm.admit(T("x", 0, now + 500_000), now, s, inflight_ns=700_000)
-    assert e.value.message.startswith("predicted finish in 812.0 µs > deadline in 500.0 µs")
+    assert e.value.message.startswith("predicted finish 812.0 µs after receipt > deadline 500.0 µs")
 
 
 def test_admission_edf_bound_and_rm() -> None:

@@ -121,17 +121,14 @@ class Server:
 
     # ------------------------------------------------------------------ startup
     def calibrate(self, repeats: int = 20, budget_ns: int = 5_000_000) -> None:
-        """Seed the service predictor: time each kernel at every power-of-two input size (one size class each:
-        a class first learned from a live task would start from a single sample and a deliberately wide
-        deviation, and its admission bound would sit at 2.5x that sample), on lane 0, on the host clock from
-        submit to completion (what dispatch-to-done measures later). Runs longer than 200 µs are repeated 5
-        times instead of ``repeats``; a kernel stops growing once one run takes longer than ``budget_ns``."""
+        """Seed the service predictor: time each kernel at sizes growing 4x on lane 0, on the host clock from
+        submit to completion (what dispatch-to-done will measure later). A kernel stops growing once one run
+        takes longer than ``budget_ns``, so startup stays short on the CPU backend."""
         rng = np.random.default_rng(0)
         backend = self.backend
         for spec in self.registry:
             classes = {}
             size = 16
-            seen: set[int] = set()
             while size <= (1 << 22):
                 try:
                     inputs, params = spec.sample_inputs(rng, size)
@@ -140,29 +137,20 @@ class Server:
                 except TaskError:
                     break
                 sc = size_class(sum(a.nbytes for a in inputs))
-                size *= 2
-                if sc in seen:  # kernels whose shape rule rounds sizes (matmul's square side) repeat classes
-                    continue
-                seen.add(sc)
                 samples = []
-                n = repeats + 3  # the first runs pay for lazy loading, first touch and graph capture
-                i = 0
-                while i < n:
+                for i in range(repeats + 3):  # the first runs pay for lazy loading and first-touch
                     t0 = time.perf_counter_ns()
                     backend.submit(0, spec, inputs, checked, False)
                     backend.wait(0)
                     backend.collect(0)
-                    ns = time.perf_counter_ns() - t0
                     if i >= 3:
-                        samples.append(ns)
-                        if ns > 200_000:
-                            n = min(n, 3 + 5)
-                    i += 1
+                        samples.append(time.perf_counter_ns() - t0)
                 for ns in samples:
                     self.predictor.seed(spec.name, sc, ns)
                 classes[sc] = self.predictor.predict_ns(spec.name, sc)
                 if max(samples) > budget_ns:
                     break
+                size *= 4
             log.info("calibrated %s: predicted service %s", spec.name,
                      ", ".join(f"{1 << (sc - 1)}+ B: {ns / 1e3:.1f} µs" for sc, ns in sorted(classes.items())))
 
@@ -219,27 +207,26 @@ class Server:
                                                "reply endpoint; ids must be unique while in flight", recv_ns)
             return
         task.size_class = size_class(task.in_bytes)
-        # Admission predicts from now, not from receipt: decoding already spent part of the deadline.
-        now = time.monotonic_ns()
         if self._free_lanes and not len(self.sched):
             # Nothing queued and a lane free: every policy runs this task now, and its predicted finish is
-            # now + its own service time. Admission then needs no queue arithmetic, and the task skips the
+            # receipt + its own service time. Admission then needs no queue arithmetic, and the task skips the
             # queue: about 6 µs less per task at low load. An infeasible one takes the full path (its message).
             cost_ns = self.predictor.predict_ns(task.kernel, task.size_class)
             deadline_ns = task.deadline_ns
-            if deadline_ns is None or now + cost_ns <= deadline_ns:
+            if deadline_ns is None or recv_ns + cost_ns <= deadline_ns:
                 if self._reject_streak:
                     self._reject_streak.pop((task.kernel, task.size_class), None)
                 self._inflight_keys.add(key)
+                now = time.monotonic_ns()
                 if trace is not None:
                     trace.buf[task.trace_row + ADMITTED] = now
                 self._start(task, cost_ns, now)
                 return
         try:
-            self.admission.submit(task, now, self.sched, self._inflight_remaining_ns(now))
+            self.admission.submit(task, recv_ns, self.sched, self._inflight_remaining_ns(recv_ns))
         except TaskError as e:
-            if not (e.code is Code.DEADLINE_INFEASIBLE and self._probe(task, now)):
-                self._refuse(task, e.code, e.message, now)
+            if not (e.code is Code.DEADLINE_INFEASIBLE and self._probe(task, recv_ns)):
+                self._refuse(task, e.code, e.message, recv_ns)
                 return
         else:
             if self._reject_streak:

@@ -93,7 +93,7 @@ class AdmissionControl:
             return True
         raise TaskError(
             Code.DEADLINE_INFEASIBLE,
-            f"predicted finish in {(finish_ns - now_ns) / 1e3:.1f} µs > deadline in "
+            f"predicted finish {(finish_ns - now_ns) / 1e3:.1f} µs after receipt > deadline "
             f"{(deadline_ns - now_ns) / 1e3:.1f} µs (queued ahead {ahead_ns / 1e3:.1f} µs + in flight "
             f"{inflight_ns / 1e3:.1f} µs over {self.lanes} lane(s), service {service_ns / 1e3:.1f} µs, "
             f"policy {scheduler.policy})",
