@@ -282,3 +282,32 @@ def test_admission_recovers_from_a_pessimistic_prediction(ingest_ep):
         assert set(codes[:first_ok]) == {"DEADLINE_INFEASIBLE"} and first_ok == 63  # the 64th is the probe
         assert codes[-10:] == ["OK"] * 10
         assert server.probes == 1
+
+
+def test_watchdog_fails_a_hung_task_and_stops_the_engine(ingest_ep):
+    backend = GatedCpuBackend(load_registry(), lanes=1)  # the gate never opens: a kernel that never finishes
+    with running_server(ingest_ep, lanes=1, watchdog_ms=50, backend_instance=backend) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as c:
+        res = c.call("vector_add", np.ones(4, np.float32), np.ones(4, np.float32))
+        assert res.code.value == "GPU_FAULT" and "watchdog" in res.message
+        deadline = time.monotonic() + 5
+        while server.fault is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.fault is not None and "watchdog" in server.fault  # run_server then exits EXIT_GPU_FAULT
+
+
+def test_stage_trace_is_written_and_summarized(ingest_ep, tmp_path):
+    from zmqrt.trace import STAGES, summarize
+
+    path = tmp_path / "trace.npy"
+    with running_server(ingest_ep, trace_path=str(path)) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as c:
+        for i in range(20):
+            assert c.call("vector_add", np.full(8, i, np.float32), np.ones(8, np.float32)).ok
+    server.close()  # the trace is written at close
+    rows = np.load(path)
+    assert rows.shape[1] == len(STAGES) and (rows[:, 0] > 0).sum() == 20
+    done = rows[rows[:, -1] > 0]
+    assert len(done) == 20 and np.all(np.diff(done, axis=1) >= 0)  # stamps in path order
+    summary = summarize(rows)
+    assert summary["total recv->sent"]["n"] == 20 and summary["total recv->sent"]["p50"] > 0
