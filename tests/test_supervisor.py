@@ -304,3 +304,35 @@ def test_serve_cli_refuses_devices_without_supervision():
     proc = subprocess.run([sys.executable, "-m", "zmqrt.cli", "serve", "--devices", "0,x"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "device ordinals" in proc.stderr
+
+
+class HeldTrapCpuBackend(TrapCpuBackend):
+    """The trap shows only once the test says so, so tasks can queue behind it first."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+
+    def poll(self, lane: int) -> bool:
+        if lane in self._trapped and not self.release.is_set():
+            return False
+        return super().poll(lane)
+
+
+def test_after_a_fault_queued_tasks_are_answered_shutdown_not_run(tmp_path):
+    from tests.server_support import running_server
+
+    registry = load_registry([FAULT_KERNELS])
+    backend = HeldTrapCpuBackend(registry, lanes=1)
+    with running_server(f"ipc://{tmp_path}/in", lanes=1, kernels_dirs=[FAULT_KERNELS],
+                        backend_instance=backend) as server, Client(server.receiver.endpoint, timeout_s=10) as c:
+        x = np.ones(4, np.float32)
+        trap = c.submit("fault_trap", x, params={"trap": 1})
+        queued = [c.submit("vector_add", x, x) for _ in range(3)]
+        deadline = time.monotonic() + 5
+        while server.receiver.frames < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        backend.release.set()
+        assert trap.result(10).code.value == "GPU_FAULT"
+        assert [f.result(10).code.value for f in queued] == ["SHUTDOWN"] * 3
+        assert server.fault is not None

@@ -557,7 +557,8 @@ class Server:
             self.receiver.frames += 1
             self._accept(frame)
         self.receiver.close()
-        deadline = time.monotonic_ns() + int(self.cfg.drain_timeout_s * 1e9)
+        # After a fatal GPU fault the context is poisoned: queued tasks are not run but answered SHUTDOWN.
+        deadline = time.monotonic_ns() + (int(self.cfg.drain_timeout_s * 1e9) if self.fault is None else 0)
         while (len(self.sched) or self._busy_lanes) and time.monotonic_ns() < deadline:
             if router.backlog:
                 router.flush()
