@@ -334,5 +334,5 @@ def test_after_a_fault_queued_tasks_are_answered_shutdown_not_run(tmp_path):
             time.sleep(0.01)
         backend.release.set()
         assert trap.result(10).code.value == "GPU_FAULT"
-        assert [f.result(10).code.value for f in queued] == ["SHUTDOWN"] * 3
+        assert [f.result(2).code.value for f in queued] == ["SHUTDOWN"] * 3  # at once, not after the drain
         assert server.fault is not None

@@ -390,6 +390,7 @@ class Server:
             task = self._lane_task[lane]
             self._lane_task[lane] = None
             self._busy_lanes.remove(lane)
+            self._free_lanes.append(lane)  # after a non-fatal fault the lane serves again
             if task is not None:
                 self._fail(task, Code.GPU_FAULT, f"GPU fault while running: {reason}", now)
         if fatal:
