@@ -336,3 +336,28 @@ def test_after_a_fault_queued_tasks_are_answered_shutdown_not_run(tmp_path):
         assert trap.result(10).code.value == "GPU_FAULT"
         assert [f.result(2).code.value for f in queued] == ["SHUTDOWN"] * 3  # at once, not after the drain
         assert server.fault is not None
+
+
+class OnceFailingCpuBackend(CpuBackend):
+    """The first completion check fails with a non-sticky driver error; the context stays usable."""
+
+    failed = False
+
+    def poll(self, lane: int) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise CudaError("cuStreamQuery", cu.CUresult.CUDA_ERROR_INVALID_VALUE)
+        return True
+
+
+def test_a_non_fatal_fault_fails_the_task_and_the_lane_serves_again(tmp_path):
+    from tests.server_support import running_server
+
+    backend = OnceFailingCpuBackend(load_registry(), lanes=1)
+    with running_server(f"ipc://{tmp_path}/in", lanes=1, backend_instance=backend) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as c:
+        x = np.ones(4, np.float32)
+        assert c.call("vector_add", x, x).code.value == "GPU_FAULT"
+        res = c.call("vector_add", x, x)  # the only lane must be back in service
+        assert res.ok and np.array_equal(res.outputs[0], x + x)
+        assert server.fault is None
