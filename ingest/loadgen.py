@@ -100,10 +100,15 @@ class LoadgenConfig:
     seed: int | None = None
     processes: int = 1
     pool_size: int = 16
+    curve_secret: str | None = None  # this producer's NAME.key_secret, for a server with CURVE on
+    server_public: str | None = None  # the server's NAME.key
 
     def validate(self) -> None:
         if not self.mix:
             raise ValueError("the task mix is empty")
+        if (self.curve_secret is None) != (self.server_public is None):
+            raise ValueError("--curve-secret (this producer's NAME.key_secret) and --server-public (the server's "
+                             "NAME.key) go together")
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
             raise ValueError(f"rate must be a positive number of Hz, got {self.rate_hz}")
         if self.count is None and self.duration_s is None:
@@ -491,7 +496,8 @@ def _run_share(cfg: LoadgenConfig, worker: int, schedule: Schedule, pools: list,
     check = schedule.check[indices]
     records = run_open_loop(cfg.endpoint, plan, timeout_s=cfg.timeout_s,
                             keep_outputs=(lambda i: bool(check[i])) if check.any() else None,
-                            progress=progress, id_prefix=f"lg{worker}_{cfg.seed}_")
+                            progress=progress, id_prefix=f"lg{worker}_{cfg.seed}_",
+                            curve=(cfg.curve_secret, cfg.server_public) if cfg.curve_secret else None)
     return _columns(records, indices, schedule, pools, registry, cfg.mix, worker)
 
 

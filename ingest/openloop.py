@@ -78,11 +78,13 @@ def run_open_loop(
     reply_bind: str = "tcp://127.0.0.1:*",
     progress: Callable[[int, int], None] | None = None,
     id_prefix: str = "",
+    curve: tuple[str, str] | None = None,
 ) -> list[Record]:
     """Send ``plan`` (sorted by ``at_ns``) open loop; wait up to ``timeout_s`` after the last send for results.
 
     ``keep_outputs(i)`` says which results keep their decoded outputs (for checking against numpy). A task with
     no result by the timeout stays ``status == "lost"``. ``progress(done, total)`` is called about 10x a second.
+    ``curve`` = (producer secret certificate, server public certificate) for a server with CURVE on.
     """
     own_ctx = ctx is None
     ctx = ctx or zmq.Context()
@@ -95,6 +97,10 @@ def run_open_loop(
         reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
         push.setsockopt(zmq.LINGER, 1000)
         push.setsockopt(zmq.SNDHWM, 0)  # open loop: queue rather than block or drop when the server lags
+        if curve is not None:
+            from zmqrt.security import apply_client
+
+            apply_client(push, curve[0], curve[1])
         push.connect(ingest_endpoint)
         # Pre-encode every frame so encoding cost never delays a send.
         frames = [

@@ -169,3 +169,16 @@ def test_curve_server_errors_and_idempotent_close(keys, tmp_path, zmq_ctx):
         sock.close(linger=0)
     assert cs.closed
     cs.close()
+
+
+def test_loadgen_speaks_curve(keys, ipc_endpoint):
+    from ingest.loadgen import LoadgenConfig, MixEntry, run_loadgen
+
+    with curve_server(ipc_endpoint(), keys) as server:
+        cfg = LoadgenConfig(server.receiver.endpoint, [MixEntry("vector_add", 64)], rate_hz=500, count=40, seed=3,
+                            check_fraction=1.0, timeout_s=5, curve_secret=keys["good_secret"],
+                            server_public=keys["server_public"])
+        res = run_loadgen(cfg)
+    assert set(res.status.tolist()) == {"ok"}
+    with pytest.raises(ValueError, match="go together"):
+        LoadgenConfig("ipc:///x", [MixEntry("vector_add", 64)], count=1, curve_secret=keys["good_secret"]).validate()

@@ -63,6 +63,10 @@ def add_loadgen_parser(subparsers: Any) -> argparse.ArgumentParser:
     o.add_argument("--plot", metavar="FILE.png", help="write the percentile spectrum and latency-over-time plot")
     o.add_argument("--pool-size", type=int, default=16, metavar="N", help="distinct inputs per mix entry "
                    "(generated before sending; default 16)")
+    c = p.add_argument_group("security (a server started with --curve-secret/--allowed-keys)")
+    c.add_argument("--curve-secret", metavar="FILE", help="this producer's NAME.key_secret (from `zmqrt keys`; its "
+                   "NAME.key must be in the server's --allowed-keys directory)")
+    c.add_argument("--server-public", metavar="FILE", help="the server's public NAME.key")
     o.add_argument("-q", "--quiet", action="store_true", help="no live progress (it shares the sender's thread "
                    "when --processes is 1)")
     p.set_defaults(handler=cmd_loadgen)
@@ -112,7 +116,8 @@ def build_config(args: argparse.Namespace) -> tuple[LoadgenConfig, str]:
         arrival=pick(args.arrival, scenario.arrival if scenario else None, DEFAULTS["arrival"]),
         timeout_s=float(pick(args.timeout, scenario.timeout_s if scenario else None, DEFAULTS["timeout"])),
         check_fraction=args.check_fraction, seed=pick(args.seed, scenario.seed if scenario else None, None),
-        processes=args.processes, pool_size=args.pool_size)
+        processes=args.processes, pool_size=args.pool_size,
+        curve_secret=args.curve_secret, server_public=args.server_public)
     cfg.validate()
     title = f"zmqrt loadgen: {scenario.name or Path(args.scenario).stem}" if scenario else "zmqrt loadgen"
     return cfg, title
