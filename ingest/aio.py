@@ -21,7 +21,8 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from .client import DEFAULT_REPLY_ENDPOINT, ClientClosed
+from ._sockets import check_client_args, open_client_sockets
+from .client import ClientClosed
 from .protocol import ProtocolError, Result, decode_result, encode_task
 
 __all__ = ["AsyncClient"]
@@ -45,11 +46,7 @@ class AsyncClient:
         curve_secret: str | None = None,
         server_public: str | None = None,
     ) -> None:
-        if reply_endpoint is not None and results_endpoint is not None:
-            raise ValueError("give reply_endpoint (the client binds) or results_endpoint (it connects), not both")
-        if (curve_secret is None) != (server_public is None):
-            raise ValueError("CURVE needs both curve_secret (this producer's NAME.key_secret) and server_public "
-                             "(the server's NAME.key), or neither")
+        check_client_args(reply_endpoint, results_endpoint, curve_secret, server_public)
         self.timeout_s = timeout_s
         self._own_ctx = ctx is None
         self._ctx = zmq.asyncio.Context() if ctx is None else ctx
@@ -60,27 +57,11 @@ class AsyncClient:
         self.unknown_results = 0
         self.bad_results = 0
         self.ingest_endpoint = ingest_endpoint
-        push = self._ctx.socket(zmq.PUSH)
-        pull = self._ctx.socket(zmq.PULL)
         try:
-            for sock in (push, pull):
-                sock.setsockopt(zmq.LINGER, 0)
-            push.setsockopt(zmq.SNDHWM, sndhwm)
-            pull.setsockopt(zmq.RCVHWM, rcvhwm)
-            if curve_secret is not None:  # before connect: security options apply to connections made later
-                from zmqrt.security import apply_client
-
-                apply_client(push, curve_secret, server_public)
-            push.connect(ingest_endpoint)
-            if results_endpoint is not None:
-                pull.connect(results_endpoint)
-                self.reply_to: str | None = None
-            else:
-                pull.bind(reply_endpoint or DEFAULT_REPLY_ENDPOINT)
-                self.reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+            push, pull, self.reply_to = open_client_sockets(
+                self._ctx, ingest_endpoint, reply_endpoint, results_endpoint, sndhwm, rcvhwm, curve_secret,
+                server_public)
         except BaseException:
-            push.close(linger=0)
-            pull.close(linger=0)
             if self._own_ctx:
                 self._ctx.term()
             raise
