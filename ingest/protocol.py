@@ -32,6 +32,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from zmqrt.dtypes import DTYPE_NAMES
 from zmqrt.errors import Code, Status, TaskError, status_for
 
 __all__ = [
@@ -58,24 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Wire dtype names -> little-endian numpy dtypes. The wire is little-endian whatever the host is.
-WIRE_DTYPES: dict[str, np.dtype] = {
-    name: np.dtype(name).newbyteorder("<")
-    for name in (
-        "float16",
-        "float32",
-        "float64",
-        "complex64",
-        "complex128",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-    )
-}
+WIRE_DTYPES: dict[str, np.dtype] = {name: np.dtype(name).newbyteorder("<") for name in DTYPE_NAMES}
 
 _WIRE_NAMES: dict[np.dtype, str] = {dt: name for name, dt in WIRE_DTYPES.items()}
 _ZERO_COPY_BYTES = 64 << 10

@@ -39,6 +39,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from zmqrt.dtypes import DTYPE_NAMES
 from zmqrt.errors import Code, TaskError
 from zmqrt.kernels.spec import (
     INT32_MAX,
@@ -60,21 +61,7 @@ __all__ = ["SUPPORTED_DTYPES", "UserKernelSpec", "load_user_kernel", "load_user_
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_DTYPES = (
-    "float16",
-    "float32",
-    "float64",
-    "complex64",
-    "complex128",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-)
+SUPPORTED_DTYPES = DTYPE_NAMES
 DEFAULT_BLOCK = 256
 DEFAULT_RTOL = 1e-5
 DEFAULT_ATOL = 1e-6
