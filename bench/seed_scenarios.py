@@ -76,19 +76,11 @@ def run_scenarios(endpoint: str, rng, repeat: int = 1) -> dict[str, dict]:
 
 
 def run_stream(endpoint: str, rng, seconds: float, rate: float) -> dict:
-    from zmqrt.demo import STREAM_MIX, task_inputs
+    from zmqrt.demo import STREAM_MIX, stream_plan
 
     n = max(3, int(seconds * rate))
     period_ns = int(1e9 / rate)
-    pools = {k: [task_inputs(k, 1024, rng) for _ in range(16)] for k, _, _ in STREAM_MIX}
-    plan, kernels, kept = [], [], {}
-    for i in range(n):
-        kernel, prio, dl = STREAM_MIX[i % 3]
-        ins = pools[kernel][i % 16]
-        plan.append(Planned(i * period_ns, kernel, ins, priority=prio, deadline_us=dl, tag=kernel))
-        kernels.append(kernel)
-        if i % 97 == 0:
-            kept[i] = ins
+    plan, kernels, kept = stream_plan(n, period_ns, rng)
     t0 = time.perf_counter()
     recs = run_open_loop(endpoint, plan, timeout_s=10.0, keep_outputs=lambda i: i in kept, id_prefix="stream_")
     wall = time.perf_counter() - t0

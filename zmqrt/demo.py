@@ -49,6 +49,22 @@ STREAM_MIX = (  # the seed's generateTaskStream: (kernel, priority, deadline)
 )
 
 
+def stream_plan(n: int, period_ns: int, rng: np.random.Generator
+                ) -> tuple[list[Planned], list[str], dict[int, list[np.ndarray]]]:
+    """The seed's stream: ``n`` tasks cycling through STREAM_MIX every ``period_ns``, 1 KiB inputs from a pool of
+    16 per kernel. Returns (plan, kernel per task, inputs of every 97th task to check against numpy)."""
+    plan, kernels, kept = [], [], {}
+    pools = {k: [task_inputs(k, 1024, rng) for _ in range(16)] for k, _, _ in STREAM_MIX}
+    for i in range(n):
+        kernel, prio, dl = STREAM_MIX[i % 3]
+        ins = pools[kernel][i % 16]
+        plan.append(Planned(i * period_ns, kernel, ins, priority=prio, deadline_us=dl, tag=kernel))
+        kernels.append(kernel)
+        if i % 97 == 0:
+            kept[i] = ins
+    return plan, kernels, kept
+
+
 def task_inputs(kernel: str, task_bytes: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Inputs of about ``task_bytes`` per input array, as the seed's AllocPinned(taskSize)."""
     if kernel == "vector_add":
@@ -196,15 +212,7 @@ def run_demo(backend: str = "auto", stream_s: float = 2.0, rate_hz: float = 10_0
             "vector_add (50 μs) / matmul (100 μs) / fft (75 μs), deadlines from receipt")
         n = int(stream_s * rate_hz)
         period_ns = int(1e9 / rate_hz)
-        plan, kernels, kept = [], [], {}
-        pools = {k: [task_inputs(k, 1024, rng) for _ in range(16)] for k, _, _ in STREAM_MIX}
-        for i in range(n):
-            kernel, prio, dl = STREAM_MIX[i % 3]
-            ins = pools[kernel][i % 16]
-            plan.append(Planned(i * period_ns, kernel, ins, priority=prio, deadline_us=dl, tag=kernel))
-            kernels.append(kernel)
-            if i % 97 == 0:
-                kept[i] = ins
+        plan, kernels, kept = stream_plan(n, period_ns, rng)
 
         def progress(done: int, total: int) -> None:
             if done and done // 5000 != progress.last // 5000:
