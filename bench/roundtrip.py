@@ -79,10 +79,8 @@ def run_floor(target, n_total: int, spin: bool, args, rng) -> tuple[dict, dict]:
 
 
 def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
-    import msgpack
-    import zmq
-
     from zmqrt.demo import start_server, stop_server
+    from zmqrt.statsview import fetch_stats
 
     tmp = tempfile.mkdtemp(prefix="zrt")
     trace_path = f"{tmp}/trace.npy" if args.trace else None
@@ -94,14 +92,7 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
         proc = start_server(cfg)
     try:
         row, body = drive(cfg.ingest, args.n, args.rate, args.deadline_us, rng, args.warm)
-        ctx = zmq.Context()
-        req = ctx.socket(zmq.REQ)
-        req.setsockopt(zmq.LINGER, 0)
-        req.connect(cfg.stats)
-        req.send(b"stats")
-        snap = msgpack.unpackb(req.recv(), raw=False) if req.poll(5000) else {}
-        req.close()
-        ctx.term()
+        snap = fetch_stats(cfg.stats) or {}
     finally:
         stop_server(proc)
     # Service as the server's result reports it (receipt to just before encoding), for the measured tasks only;

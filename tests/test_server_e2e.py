@@ -21,6 +21,7 @@ from ingest.protocol import encode_task
 from tests.server_support import running_server
 from zmqrt.backends.cpu import CpuBackend
 from zmqrt.kernels.registry import load_registry
+from zmqrt.statsview import fetch_stats
 
 
 @pytest.fixture
@@ -216,17 +217,9 @@ def test_stats_and_metrics_endpoints_answer(ingest_ep, ipc_endpoint):
 
 
 def _stats(endpoint: str) -> dict:
-    ctx = zmq.Context()
-    req = ctx.socket(zmq.REQ)
-    req.setsockopt(zmq.LINGER, 0)
-    req.connect(endpoint)
-    try:
-        req.send(b"stats")
-        assert req.poll(10_000), "no stats answer"
-        return msgpack.unpackb(req.recv(), raw=False)
-    finally:
-        req.close()
-        ctx.term()
+    snap = fetch_stats(endpoint, timeout_s=10)
+    assert snap is not None, "no stats answer"
+    return snap
 
 
 def test_serve_cli_sigterm_answers_every_queued_task():

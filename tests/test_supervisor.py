@@ -18,10 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-import msgpack
 import numpy as np
 import pytest
-import zmq
 from cuda.bindings import driver as cu
 
 from ingest.client import Client
@@ -30,6 +28,7 @@ from zmqrt.config import ServerConfig
 from zmqrt.cuda import CudaError
 from zmqrt.kernels.registry import load_registry
 from zmqrt.server import Server
+from zmqrt.statsview import fetch_stats
 from zmqrt.supervisor import EXIT_GAVE_UP, Supervisor, _nth_endpoint
 
 FAULT_KERNELS = str(Path(__file__).resolve().parent / "fault_kernels")
@@ -177,17 +176,9 @@ def test_engine_that_cannot_start_is_an_error_not_a_restart_loop(ipc_endpoint):
 
 
 def _stats(endpoint: str) -> dict:
-    ctx = zmq.Context()
-    req = ctx.socket(zmq.REQ)
-    req.setsockopt(zmq.LINGER, 0)
-    req.connect(endpoint)
-    try:
-        req.send(b"stats")
-        assert req.poll(10_000), f"no stats answer from {endpoint}"
-        return msgpack.unpackb(req.recv(), raw=False)
-    finally:
-        req.close()
-        ctx.term()
+    snap = fetch_stats(endpoint, timeout_s=10)
+    assert snap is not None, f"no stats answer from {endpoint}"
+    return snap
 
 
 def test_two_engines_share_the_tasks_each_answered_once(ingest_ep, ipc_endpoint):

@@ -189,22 +189,12 @@ def cmd_demo(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    import msgpack
-    import zmq
+    from .statsview import fetch_stats
 
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(args.endpoint)
-    try:
-        sock.send(b"stats")
-        if not sock.poll(int(args.timeout * 1000)):
-            print(f"zmqrt stats: no answer from {args.endpoint} within {args.timeout} s", file=sys.stderr)
-            return 1
-        snap = msgpack.unpackb(sock.recv(), raw=False)
-    finally:
-        sock.close(linger=0)
-        ctx.term()
+    snap = fetch_stats(args.endpoint, args.timeout)
+    if snap is None:
+        print(f"zmqrt stats: no answer from {args.endpoint} within {args.timeout} s", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(snap, indent=1, default=str))
         return 0

@@ -6,6 +6,25 @@ from rich.console import Console
 from rich.table import Table
 
 
+def fetch_stats(endpoint: str, timeout_s: float = 5.0) -> dict | None:
+    """One snapshot from a server's ``--stats`` REP endpoint, or None when it does not answer in time."""
+    import msgpack
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    try:
+        sock.send(b"stats")
+        if not sock.poll(int(timeout_s * 1000)):
+            return None
+        return msgpack.unpackb(sock.recv(), raw=False)
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
 def render(snap: dict, console: Console | None = None) -> None:
     console = console or Console()
     server = snap.get("server", {})
