@@ -10,9 +10,12 @@ run() { local name=$1; shift; echo "=== $name"; "$@" >"$OUT/$name.log" 2>&1; ech
 run gpu-tests python3 -m pytest -m gpu -q -p no:cacheprovider
 run call-costs python3 bench/call_costs.py
 run run-all python3 bench/run_all.py "$@"
-run completion-probe python3 bench/completion_probe.py --n 3000
+[ -n "${WITH_PROBE:-}" ] && run completion-probe python3 bench/completion_probe.py --n 3000
 run roundtrip-trace python3 bench/roundtrip.py --n 10000 --warm 1000 --modes block --trace
 if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then run scaleout python3 bench/scaleout.py; fi
+# Several engines sharing one GPU (issue 6's "several ingest workers"), offered 200k tasks/s by 8 producers.
+run scaleout-engines python3 bench/scaleout.py --configs "0;0,0;0,0,0,0;0,0,0,0,0,0" --rate 200000 --processes 8 \
+    --seconds 5 --out scaleout-engines
 run demo python3 -m zmqrt.cli demo --json "$OUT/demo.json"
 tar czf "$OUT/results.tgz" bench/results "$OUT"/*.log "$OUT"/demo.json 2>/dev/null
 cd "$OUT" && rm -f ./*.log ./demo.json

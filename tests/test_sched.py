@@ -212,6 +212,25 @@ def test_predictor_seed_observe_and_fallback() -> None:
     assert snap["fft"]["3"]["n"] == 3 and snap["fft"]["3"]["pred_ns"] == 2250
 
 
+def test_predictor_new_class_borrows_relative_deviation() -> None:
+    p = ServicePredictor(alpha=0.5, k=2.0, initial_dev_frac=0.5)
+    p.seed("fft", 12, 1000)
+    p.observe("fft", 12, 1000)  # dev 500 -> 250: relative deviation 0.25
+    p.observe("fft", 11, 800)  # a new class of a known kernel: dev 0.25 * 800, not 0.5 * 800
+    assert p.predict_ns("fft", 11) == 800 + 2 * 200
+    p.observe("matmul", 11, 800)  # a kernel never seen: the wide initial guess
+    assert p.predict_ns("matmul", 11) == 800 + 2 * 400
+
+
+def test_probe_samples_only_lower_the_prediction() -> None:
+    p = ServicePredictor(alpha=0.5, k=2.0, initial_dev_frac=0.5)
+    p.seed("fft", 3, 1000)  # pred 2000
+    p.observe("fft", 3, 5000, bound_only=True)  # slower than the prediction: no decision changes, ignored
+    assert p.predict_ns("fft", 3) == 2000 and p.snapshot()["fft"]["3"]["n"] == 1
+    p.observe("fft", 3, 1000, bound_only=True)  # below it: learned as usual (dev 500 -> 250)
+    assert p.predict_ns("fft", 3) == 1000 + 2 * 250
+
+
 def _flat_predictor(ns: int) -> ServicePredictor:
     p = ServicePredictor(k=0.0, initial_dev_frac=0.0)
     p.seed("vector_add", 0, ns)

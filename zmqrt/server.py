@@ -46,8 +46,8 @@ log = logging.getLogger("zmqrt")
 _READ_AHEAD = 8  # frames read per loop pass while every lane is busy
 _GC_IDLE_THRESHOLD = 2_000  # young objects before an idle loop pass collects them (about 50 µs)
 _GC_BUSY_THRESHOLD = 200_000  # ...and before a busy loop collects them anyway
-_PROBE_INTERVAL_NS = 100_000_000  # at most one admission probe per (kernel, size class) per 100 ms
-_PROBE_AFTER_REJECTIONS = 64  # ...and only after this many infeasible rejections in a row
+_PROBE_INTERVAL_NS = 10_000_000  # at most one admission probe per (kernel, size class) per 10 ms
+_PROBE_AFTER_REJECTIONS = 16  # ...and only after this many infeasible rejections in a row
 _NS_PER_US = 1e-3
 EXIT_GPU_FAULT = 3  # run_server's exit status after a fatal GPU fault: restart me (zmqrt.supervisor)
 
@@ -241,7 +241,9 @@ class Server:
         Predictions are learned from completed tasks only. Without probes, a prediction that once rose above
         every deadline would reject every later task, get no new sample and stay wrong for ever. A probe needs
         ``_PROBE_AFTER_REJECTIONS`` rejections in a row and at most one per key per ``_PROBE_INTERVAL_NS``:
-        an occasional infeasible task is still rejected at once, and probes cost at most 10 tasks a second."""
+        an occasional infeasible task is still rejected at once, and probes cost at most 100 tasks a second per key.
+        A probe's sample may only lower the prediction (``ServicePredictor.observe(bound_only=True)``), so probing
+        often is safe: it cannot push a prediction further up, only find out sooner that it came down."""
         key = (task.kernel, task.size_class)
         streak = self._reject_streak.get(key, 0) + 1
         self._reject_streak[key] = streak
@@ -378,7 +380,7 @@ class Server:
             stages["e2e"] = time.time_ns() - task.sent_ns
         self.tracker.record_stages(task.kernel, task.priority, stages)
         self.tracker.count_ok(sent_ns, missed)
-        self.predictor.observe(task.kernel, task.size_class, done_ns - dispatch_ns)
+        self.predictor.observe(task.kernel, task.size_class, done_ns - dispatch_ns, task.probe)
 
     def _gpu_fault(self, reason: str, fatal: bool) -> None:
         """Every in-flight task gets GPU_FAULT. A fatal fault (a sticky CUDA error poisons the context; a hung

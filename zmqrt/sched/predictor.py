@@ -11,8 +11,14 @@ clipped at 3 dev (Huber), so outliers cannot inflate the estimate without bound.
 
 - The first ``1/alpha`` samples of a key use a cumulative average (alpha_n = 1/n) so a short calibration
   converges at once; later samples use ``alpha``.
-- The first sample initialises ``dev`` to ``initial_dev_frac * ns``: until more samples arrive the estimate
-  stays pessimistic.
+- The first sample of a kernel initialises ``dev`` to ``initial_dev_frac * ns``: until more samples arrive
+  the estimate stays pessimistic. The first sample of a new size class of a kernel already known borrows the
+  relative deviation of the kernel's nearest known class instead: a wide guess there (2.5x the sample at the
+  default 0.5) put the 1 KiB fft above its 75 µs deadline for a whole run (bench/NOTES.md 15-16).
+- ``observe(..., bound_only=True)`` is a sample taken from a probe (a task admitted against the prediction, to
+  re-learn it). It may only lower the estimate: a probe runs only when the prediction already says infeasible,
+  so a sample above the prediction changes no admission decision, and probes run in the worst conditions (a
+  flood of rejections), so letting them raise the estimate kept it stuck above the deadline.
 - ``seed()`` is a calibration sample (done by the server at start) and updates exactly like ``observe()``.
 - An unseen key falls back to the nearest known size class above it (conservative), else to the largest
   known class scaled linearly in bytes, else to ``default_ns``.
@@ -64,14 +70,16 @@ class ServicePredictor:
         """A calibration sample; same update as :meth:`observe`."""
         self.observe(kernel, size_class, ns)
 
-    def observe(self, kernel: str, size_class: int, ns: int) -> None:
-        """Learn from one measured service time (ns)."""
+    def observe(self, kernel: str, size_class: int, ns: int, bound_only: bool = False) -> None:
+        """Learn from one measured service time (ns); ``bound_only``: a probe's sample, used only to lower."""
         by_class = self._est.get(kernel)
         if by_class is None:
             by_class = self._est[kernel] = {}
         e = by_class.get(size_class)
         if e is None:
-            by_class[size_class] = _Estimate(ns, self.initial_dev_frac, self.k)
+            by_class[size_class] = _Estimate(ns, self._new_class_dev_frac(by_class, size_class), self.k)
+            return
+        if bound_only and ns >= e.pred_ns:
             return
         e.n += 1
         a = 1.0 / e.n if e.n <= self._warmup else self.alpha
@@ -87,6 +95,13 @@ class ServicePredictor:
         e.mean += a * err
         e.dev += a * (abs(err) - e.dev)
         e.pred_ns = math.ceil(e.mean + self.k * e.dev)
+
+    def _new_class_dev_frac(self, by_class: dict[int, _Estimate], size_class: int) -> float:
+        """Relative deviation for a new class: the nearest known class's, else ``initial_dev_frac``."""
+        if not by_class:
+            return self.initial_dev_frac
+        near = by_class[min(by_class, key=lambda sc: (abs(sc - size_class), -sc))]
+        return max(near.dev / near.mean if near.mean > 0 else self.initial_dev_frac, _DEV_FLOOR)
 
     def mean_ns(self, kernel: str, size_class: int) -> int:
         """The expected (mean) service time; the same fallback rule as :meth:`predict_ns`."""
