@@ -6,12 +6,13 @@ priority 0, 75 µs. Round robin at 10 kHz, open loop. A miss is any task that di
 ok-but-late, expired at dispatch, or rejected as infeasible.
 Target (issue 4): zero misses for priority-0 tasks, under 0.1% overall.
 
-Usage: python3 bench/stream.py [--seconds 10] [--rate 10000] [--policy edf]
+Usage: python3 bench/stream.py [--seconds 10] [--rate 10000] [--policy edf] [--spin] [--no-pin] [--out NAME]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import card_name, environment, md_row, summarize, write_results  # noqa: E402
+from bench._common import card_name, cpu_plan, environment, md_row, spawn_on, summarize, write_results  # noqa: E402,E501
 from ingest.openloop import Planned, run_open_loop  # noqa: E402
 
 MIX = (("vector_add", 0, 50.0), ("matmul", 1, 100.0), ("fft", 0, 75.0))
@@ -42,7 +43,13 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--spin", action="store_true")
     ap.add_argument("--warm-seconds", type=float, default=1.0)
+    ap.add_argument("--out", default="stream", help="result name under bench/results (default stream)")
+    ap.add_argument("--no-pin", action="store_true", help="share all CPUs (default: the server's loop, the "
+                    "server and the producer get separate cores, as bench/roundtrip.py does)")
     args = ap.parse_args()
+    cpus = None if args.no_pin else cpu_plan()
+    if cpus:
+        os.sched_setaffinity(0, cpus["producer"])  # the open-loop producer spins: keep it off the server's cores
 
     from zmqrt.config import ServerConfig
     from zmqrt.demo import start_server, stop_server
@@ -58,8 +65,9 @@ def main() -> None:
         plan.append(Planned(i * period_ns, kernel, pools[kernel][i % 32], priority=prio, deadline_us=dl, tag=kernel))
     tmp = tempfile.mkdtemp(prefix="zrt")
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", lanes=args.lanes, policy=args.policy,
-                       spin=args.spin)
-    proc = start_server(cfg)
+                       spin=args.spin, cpu=cpus["loop"] if cpus else None)
+    with spawn_on(cpus["server"] if cpus else None):
+        proc = start_server(cfg)
     try:
         recs = run_open_loop(cfg.ingest, plan, timeout_s=10.0, keep_outputs=lambda i: i % 101 == 0)
     finally:
@@ -85,7 +93,9 @@ def main() -> None:
         if not np.allclose(r.outputs[0], want, rtol=1e-4, atol=1e-3):
             wrong += 1
     out: dict = {"card": card_name(), "env": environment(), "rate_hz": args.rate, "seconds": args.seconds,
-                 "policy": args.policy, "lanes": args.lanes, "spin": args.spin, "server_exit_code": code,
+                 "policy": args.policy, "lanes": args.lanes, "spin": args.spin,
+                 "cpus": cpus and {k: sorted(v) if isinstance(v, set) else v for k, v in cpus.items()},
+                 "server_exit_code": code,
                  "wrong_outputs": wrong, "by_kernel": {}}
 
     def tally(rs):
@@ -123,7 +133,7 @@ def main() -> None:
                              row["expired"], row["infeasible"], f"{svc.get('p50', float('nan')):.1f}",
                              f"{svc.get('p99', float('nan')):.1f}"]))
     lines += ["", "Target: zero misses at priority 0, under 0.1% overall.", ""]
-    print(f"wrote {write_results('stream', out, chr(10).join(lines))}")
+    print(f"wrote {write_results(args.out, out, chr(10).join(lines))}")
 
 
 if __name__ == "__main__":

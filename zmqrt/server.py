@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import signal
 import threading
 import time
@@ -38,6 +37,7 @@ from .cuda import CudaError
 from .errors import Code, TaskError
 from .kernels.registry import KernelRegistry, load_registry
 from .latency import LatencyMonitor, LatencyTracker
+from .placement import pin_loop
 from .sched import AdmissionControl, ServicePredictor, make_scheduler
 from .trace import ADMITTED, COLLECTED, DECODED, ENCODED, POPPED, RECV, SEEN_DONE, SENT, SUBMITTED, StageTrace
 
@@ -452,22 +452,9 @@ class Server:
             signal.signal(sig, lambda *_: self.stop())
 
     def _pin(self) -> None:
-        """Pin the loop thread (only it: ZeroMQ's I/O thread was started earlier and keeps its CPUs) and raise
-        it to SCHED_FIFO where permitted. A spinning neighbour on the same core, or on its SMT sibling, slows
-        every Python line of the loop."""
-        cfg = self.cfg
-        if cfg.cpu is not None:
-            try:
-                os.sched_setaffinity(0, {cfg.cpu})
-                log.info("loop thread pinned to CPU %d", cfg.cpu)
-            except (OSError, ValueError) as e:
-                log.warning("cannot pin the loop to CPU %d: %s", cfg.cpu, e)
-        if cfg.fifo_priority > 0:
-            try:
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(cfg.fifo_priority))
-                log.info("loop thread runs SCHED_FIFO priority %d", cfg.fifo_priority)
-            except (OSError, AttributeError) as e:
-                log.warning("SCHED_FIFO %d not permitted (%s); normal scheduling", cfg.fifo_priority, e)
+        """Pin the loop thread and clear its CPU of the process's other threads (``zmqrt.placement``)."""
+        for line in pin_loop(self.cfg.cpu, self.cfg.fifo_priority):
+            log.info("%s", line)
 
     def serve_forever(self) -> None:
         self._pin()

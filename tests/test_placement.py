@@ -1,0 +1,48 @@
+"""Loop placement: the loop's CPU is cleared of the process's other threads. Run in a child process, so the
+affinity changes never leak into the test session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                                reason="needs Linux CPU affinity and at least 2 CPUs")
+
+CHILD = textwrap.dedent("""
+    import os, threading, time, json
+    from zmqrt.placement import other_threads, pin_loop
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)  # stands in for ZeroMQ's I/O thread
+    worker.start()
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[-1]
+    lines = pin_loop(cpu)
+    out = {"cpu": cpu, "allowed": allowed, "lines": lines, "me": sorted(os.sched_getaffinity(0)),
+           "others": [sorted(os.sched_getaffinity(t)) for t in other_threads()]}
+    stop.set(); worker.join()
+    print(json.dumps(out))
+""")
+
+
+def test_pin_loop_clears_the_loop_cpu_of_other_threads():
+    import json
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["me"] == [out["cpu"]]
+    assert out["others"] and all(out["cpu"] not in cpus and cpus for cpus in out["others"])
+    assert out["lines"][0] == f"loop thread pinned to CPU {out['cpu']}" and "moved" in out["lines"][1]
+
+
+def test_pin_loop_without_a_cpu_does_nothing():
+    from zmqrt.placement import pin_loop
+
+    assert pin_loop(None, 0) == []

@@ -1,0 +1,60 @@
+"""Where the loop thread runs: pinned to one CPU, that CPU cleared of the process's other threads, SCHED_FIFO.
+
+Why clear the CPU: ZeroMQ's I/O thread and the CUDA driver's threads inherit the process's CPU set, so the
+scheduler may put one of them on the loop's CPU. A blocking loop yields the CPU often enough that this costs
+little; a spinning loop (``--spin``) then shares its CPU with the I/O thread that delivers its frames, which is
+the likely reason spin mode measured slower than blocking (bench/NOTES.md 10 and 16). With SCHED_FIFO on the
+loop a thread sharing its CPU would starve outright.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+log = logging.getLogger("zmqrt")
+
+
+def other_threads() -> list[int]:
+    """Native ids of this process's threads other than the calling one ([] where /proc is not available)."""
+    me = threading.get_native_id()
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task") if int(t) != me]
+    except OSError:
+        return []
+
+
+def pin_loop(cpu: int | None, fifo_priority: int = 0) -> list[str]:
+    """Pin the calling thread to ``cpu``, move the process's other threads to its remaining CPUs, and raise the
+    calling thread to SCHED_FIFO ``fifo_priority`` (> 0) where permitted. Returns what it did, as log lines;
+    failures are warnings, never errors: placement is an optimisation."""
+    done: list[str] = []
+    if cpu is not None:
+        try:
+            allowed = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {cpu})
+            done.append(f"loop thread pinned to CPU {cpu}")
+        except (OSError, ValueError, AttributeError) as e:
+            log.warning("cannot pin the loop to CPU %s: %s", cpu, e)
+        else:
+            rest = allowed - {cpu}
+            if rest:
+                moved = 0
+                for tid in other_threads():
+                    try:
+                        os.sched_setaffinity(tid, rest)
+                        moved += 1
+                    except OSError:  # the thread exited meanwhile, or may not be moved
+                        pass
+                done.append(f"{moved} other thread(s) moved to CPUs {','.join(map(str, sorted(rest)))}")
+            else:
+                log.warning("CPU %d is the only CPU allowed: the loop shares it with the process's other threads",
+                            cpu)
+    if fifo_priority > 0:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(fifo_priority))
+            done.append(f"loop thread runs SCHED_FIFO priority {fifo_priority}")
+        except (OSError, AttributeError) as e:
+            log.warning("SCHED_FIFO %d not permitted (%s); normal scheduling", fifo_priority, e)
+    return done
