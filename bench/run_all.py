@@ -44,7 +44,8 @@ SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "peers": ("peers.py", ["--n", "20000"], ["--n", "3000", "--warm", "300"]),
     "executor_floor": ("executor_floor.py", ["--n", "20000"], ["--n", "3000"]),
     "roundtrip": ("roundtrip.py", ["--n", "20000", "--warm", "2000"], ["--n", "3000", "--warm", "500"]),
-    "stream": ("stream.py", ["--seconds", "10"], ["--seconds", "2", "--warm-seconds", "0.5"]),
+    # Spin mode with the loop's CPU to itself: the mode that measured best (bench/NOTES.md 16).
+    "stream": ("stream.py", ["--seconds", "10", "--spin"], ["--seconds", "2", "--warm-seconds", "0.5", "--spin"]),
     "seed_scenarios": ("seed_scenarios.py", ["--stream-seconds", "5"],
                        ["--stream-seconds", "1", "--warm-tasks", "500"]),
     "sched_overhead": ("sched_overhead.py", ["--n", "200000"], ["--n", "20000"]),
@@ -280,12 +281,17 @@ def report_md(merged: dict) -> str:
                       f"{_f((lt['roundtrip_us'] or {}).get('p99'))}", "<= 1.1x prototype"]),
               md_row(["prototype round trip p50 / p99 µs", f"{_f((lt['prototype_roundtrip_us'] or {}).get('p50'))}"
                       f" / {_f((lt['prototype_roundtrip_us'] or {}).get('p99'))}", ""]),
+              md_row(["service p50 / p99 µs (spin)", f"{_f((lt['service_spin_us'] or {}).get('p50'))} / "
+                      f"{_f((lt['service_spin_us'] or {}).get('p99'))}", "<= 20 / <= 40"]),
+              md_row(["round trip p50 / p99 µs (spin)", f"{_f((lt['roundtrip_spin_us'] or {}).get('p50'))} / "
+                      f"{_f((lt['roundtrip_spin_us'] or {}).get('p99'))}", "<= 1.1x prototype"]),
               md_row(["sustained throughput, ok tasks/s", _f(lt["throughput_tasks_per_s"], "{:,.0f}"), ""]),
               md_row(["lost tasks (all zmqrt runs)", _f(lt["lost"], "{:d}"), "0"])]
     st = _get(_result(merged, "stream"), "overall")
     if st:
         pct = _f(st.get("miss_pct"), "{:.3f}")
-        lines.append(md_row(["10 kHz stream misses (stream.py)", f"{st.get('misses')} ({pct}%)",
+        mode = "spin" if _get(_result(merged, "stream"), "spin") else "block"
+        lines.append(md_row([f"10 kHz stream misses (stream.py, {mode})", f"{st.get('misses')} ({pct}%)",
                              "< 0.1%, none at priority 0"]))
     so = _get(_result(merged, "sched_overhead"), "policies", "edf", "added_p50_us")
     if so is not None:

@@ -34,7 +34,8 @@ def run_config(devices: list[int], args) -> dict:
     from zmqrt.config import ServerConfig
     from zmqrt.supervisor import Supervisor
 
-    cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tempfile.mkdtemp(prefix='zrt')}/in", lanes=args.lanes)
+    cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tempfile.mkdtemp(prefix='zrt')}/in", lanes=args.lanes,
+                       batch_max=args.batch_max)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
                        duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes)
     with Supervisor(cfg, devices=devices if len(devices) > 1 else None) as sup:
@@ -64,6 +65,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=60_000.0, help="offered tasks/s, all producers (default 60000)")
     ap.add_argument("--processes", type=int, default=6, help="producer processes (default 6)")
     ap.add_argument("--lanes", type=int, default=4)
+    ap.add_argument("--batch-max", type=int, default=32, help="engines' --batch-max (default 32; 1: no batching)")
     ap.add_argument("--backend", default="cuda", help="cuda (default); cpu for a smoke test without a GPU")
     ap.add_argument("--configs", default="0;0,1", help="device lists separated by ';' (default '0;0,1')")
     ap.add_argument("--out", default="scaleout", help="result name under bench/results (default scaleout)")
@@ -80,7 +82,7 @@ def main() -> int:
     for r in rows.values():
         r["speedup_vs_first"] = (r["throughput_tasks_per_s"] or 0.0) / base
     lines = [f"# Supervised engines, throughput at {args.rate:,.0f} tasks/s offered ({args.processes} producers, "
-             f"{args.seconds:g} s, 1 KiB vector_add): {card_name()}", "",
+             f"{args.seconds:g} s, 1 KiB vector_add, batch_max {args.batch_max}): {card_name()}", "",
              md_row(["engines on devices", "sent tasks/s", "ok tasks/s", "x first", "ok", "rejected", "lost",
                      "mismatches", "p99 µs"]),
              md_row(["---"] * 9)]
@@ -91,7 +93,8 @@ def main() -> int:
                              f"{r['throughput_tasks_per_s']:,.0f}", f"{r['speedup_vs_first']:.2f}", c["ok"],
                              c["rejected"], c["lost"], c["mismatches"], f"{p99:.0f}"]))
     path = write_results(args.out, {"card": card_name(), "env": environment(), "rate_hz": args.rate,
-                                      "seconds": args.seconds, "processes": args.processes, "configs": rows},
+                                      "seconds": args.seconds, "processes": args.processes, "batch_max": args.batch_max,
+                                      "configs": rows},
                          "\n".join(lines) + "\n")
     print(f"wrote {path}")
     return 0

@@ -304,3 +304,62 @@ def test_stage_trace_is_written_and_summarized(ingest_ep, tmp_path):
     assert len(done) == 20 and np.all(np.diff(done, axis=1) >= 0)  # stamps in path order
     summary = summarize(rows)
     assert summary["total recv->sent"]["n"] == 20 and summary["total recv->sent"]["p50"] > 0
+
+
+def _backlog(server, client, arrays, frames: int, **kw):
+    """Submit one task per entry of ``arrays`` (pairs), wait until the server has read ``frames`` frames."""
+    futs = [client.submit("vector_add", a, b, **kw) for a, b in arrays]
+    deadline = time.monotonic() + 10
+    while server.receiver.frames < frames and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.receiver.frames == frames
+    return futs
+
+
+def test_batching_runs_queued_tasks_of_one_form_as_one_launch(ingest_ep):
+    backend = GatedCpuBackend(load_registry(), lanes=1)
+    rng = np.random.default_rng()
+    pairs = [(rng.standard_normal(16).astype(np.float32), rng.standard_normal(16).astype(np.float32))
+             for _ in range(11)]
+    with running_server(ingest_ep, lanes=1, backend_instance=backend) as server, \
+            Client(server.receiver.endpoint, timeout_s=20) as c:
+        futs = _backlog(server, c, pairs, 11)  # the first holds the lane, ten queue behind it
+        backend.gate.set()
+        results = [f.result(20) for f in futs]
+        for (a, b), res in zip(pairs, results, strict=True):
+            assert res.ok and not res.missed_deadline
+            np.testing.assert_array_equal(res.outputs[0], a + b)
+        assert server.batches == 1 and server.batched_tasks == 10
+        assert server.snapshot()["server"]["batched_tasks"] == 10
+
+
+def test_a_batch_ends_where_the_form_changes_and_keeps_the_policy_order(ingest_ep):
+    backend = GatedCpuBackend(load_registry(), lanes=1)
+    rng = np.random.default_rng()
+    sizes = [16, 16, 16, 16, 32, 16, 16]  # running: 1; queued: 3 of one form, 1 of another, 2 of the first
+    pairs = [(rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)) for n in sizes]
+    with running_server(ingest_ep, lanes=1, policy="fp", backend_instance=backend) as server, \
+            Client(server.receiver.endpoint, timeout_s=20) as c:
+        futs = _backlog(server, c, pairs, len(pairs))
+        backend.gate.set()
+        for (a, b), f in zip(pairs, futs, strict=True):
+            res = f.result(20)
+            assert res.ok
+            np.testing.assert_array_equal(res.outputs[0], a + b)
+        assert server.batches == 2 and server.batched_tasks == 5
+
+
+@pytest.mark.parametrize("deadline_us", [None, 5e6])
+def test_a_batch_grows_only_while_its_earliest_deadline_holds(ingest_ep, deadline_us):
+    backend = GatedCpuBackend(load_registry(), lanes=1)
+    x = np.ones(16, np.float32)
+    with running_server(ingest_ep, lanes=1, backend_instance=backend) as server, \
+            Client(server.receiver.endpoint, timeout_s=20) as c:
+        # One task (2 x 64 B in: size class 8) is predicted at about 25 µs, two at about 25 s: a batch of two can
+        # meet no deadline of 5 s, and tasks without a deadline batch regardless.
+        server.predictor.seed("vector_add", 8, 10_000)
+        server.predictor.seed("vector_add", 9, 10_000_000_000)
+        futs = _backlog(server, c, [(x, x)] * 4, 4, deadline_us=deadline_us)
+        backend.gate.set()
+        assert all(f.result(20).ok for f in futs)
+        assert server.batched_tasks == (3 if deadline_us is None else 0)

@@ -49,6 +49,9 @@ def _add_serve(sub) -> None:
                    "burns a core)")
     p.add_argument("--stage-timing-every", type=int, metavar="N", help="record GPU events around h2d/kernel/d2h "
                    "on every Nth task (default 256; 1: every task; 0: never). A timed task costs 20 to 25 µs more")
+    p.add_argument("--batch-max", type=int, metavar="K", help="run up to K queued tasks of one form of a row-wise "
+                   "kernel (vector_add, saxpy, fft) as one launch when a lane frees, growing the batch only while the "
+                   "earliest deadline in it still holds; no task waits to be batched (default 32; 1: off)")
     p.add_argument("--p95-target-us", type=float, help="warn in the monitor line when P95 exceeds this")
     p.add_argument("--cpu", type=int, metavar="N", help="pin the loop thread to CPU N (keep producers and other "
                    "spinning work off that core); ZeroMQ's I/O thread keeps the other CPUs")
@@ -97,7 +100,8 @@ def cmd_serve(args) -> int:
     overrides = {k: getattr(args, k) for k in (
         "backend", "device", "ingest", "results", "stats", "metrics_port", "policy", "lanes", "max_task_bytes",
         "priority_levels", "queue_capacity", "admission", "expire", "cache_dir", "spin", "stage_timing_every",
-        "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path")}
+        "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path",
+        "batch_max")}
     overrides["kernels_dirs"] = args.kernels_dir
     try:
         cfg = build_config(args.config, **overrides)

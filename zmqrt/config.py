@@ -50,6 +50,11 @@ class ServerConfig:
     # the p95/p99 tail (bench/NOTES.md 13); one in 256 keeps the tail clean and still samples the GPU stages
     # about 40 times a second at 10 kHz.
     stage_timing_every: int = 256
+    # Deadline-aware batching: when a lane frees and queued tasks of one form (kernel, dtypes, shapes, params) of a
+    # row-wise kernel are next in the policy's order, up to this many run as one launch, and the batch grows only
+    # while its predicted finish meets the earliest deadline in it. Nothing waits to be batched: a task that finds
+    # a free lane starts alone at once. 1: off.
+    batch_max: int = 32
     calibrate: bool = True
     monitor_interval_s: float = 1.0
     p95_target_us: float = 100.0
@@ -109,6 +114,8 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"fifo_priority must be 0 (off) or 1..99, not {cfg.fifo_priority}")
     if cfg.watchdog_ms < 0:
         raise ValueError(f"watchdog_ms must be >= 0 (0: off), not {cfg.watchdog_ms}")
+    if cfg.batch_max < 1:
+        raise ValueError(f"batch_max must be >= 1 (1: no batching), not {cfg.batch_max}")
     if cfg.stage_timing_every < 0:
         raise ValueError(f"stage_timing_every must be >= 0, not {cfg.stage_timing_every}")
     if cfg.admission not in ("reject", "flag"):

@@ -98,6 +98,12 @@ class Server:
             self.metrics = start_metrics_server(cfg.metrics_port, self.tracker)
         n = self.backend.lanes
         self._lane_task: list[Task | None] = [None] * n
+        self._lane_batch: list[list[Task] | None] = [None] * n  # the tasks of a batched launch (else None)
+        self._batch_max = cfg.batch_max
+        self._batch_forms: dict[tuple[int, int], tuple[object, object]] = {}  # (id(form), k) -> (form, checked_k)
+        self.batches = 0
+        self.batched_tasks = 0
+        self._direct_start = True  # off while the loop reads a backlog: those tasks queue, and dispatch batches
         self._lane_dispatch_ns = [0] * n
         self._lane_predicted_ns = [0] * n
         self._free_lanes: list[int] = list(range(n - 1, -1, -1))  # a stack: pop() gives lane 0 first
@@ -207,7 +213,7 @@ class Server:
                                                "reply endpoint; ids must be unique while in flight", recv_ns)
             return
         task.size_class = size_class(task.in_bytes)
-        if self._free_lanes and not len(self.sched):
+        if self._free_lanes and not len(self.sched) and self._direct_start:
             # Nothing queued and a lane free: every policy runs this task now, and its predicted finish is
             # receipt + its own service time. Admission then needs no queue arithmetic, and the task skips the
             # queue: about 6 µs less per task at low load. An infeasible one takes the full path (its message).
@@ -284,7 +290,88 @@ class Server:
                                         "service": (now - task.recv_ns) * _NS_PER_US})
                 self.tracker.count_expired()
                 continue
+            if self._batch_max > 1 and len(sched) and task.spec.batchable and not task.probe:
+                grown = self._grow_batch(task, now)
+                if grown is not None:
+                    self._start_batch(grown[0], grown[1], now)
+                    continue
             self._start(task, cost_ns, now)
+
+    def _grow_batch(self, task: Task, now: int) -> tuple[list[Task], int] | None:
+        """(batch, its predicted service ns): ``task`` plus the queued tasks of its form that come next in the
+        policy's order, while the batch's predicted service still meets the earliest deadline in it (None: nothing
+        to batch with).
+
+        Only the head of the queue is ever taken, so batching never reorders the policy; a task of another form
+        at the head ends the batch. Tasks of one form share one ``checked`` object (ingest.fastdecode)."""
+        sched = self.sched
+        form = task.checked
+        per_task = max(task.in_bytes, task.out_bytes)
+        room = self.backend.max_task_bytes
+        predict = self.predictor.predict_ns
+        expired = self.admission.expired_at_dispatch
+        earliest = task.deadline_ns
+        batch = [task]
+        cost_ns = 0
+        while len(batch) < self._batch_max and len(sched):
+            nxt = sched.peek()
+            if nxt.checked is not form or nxt.probe or (len(batch) + 1) * per_task > room or expired(nxt, now):
+                break
+            d = nxt.deadline_ns
+            if earliest is not None and (d is None or earliest < d):
+                d = earliest
+            k_cost = predict(task.kernel, size_class((len(batch) + 1) * task.in_bytes))
+            if d is not None and now + k_cost > d:
+                break
+            sched.pop_entry()
+            batch.append(nxt)
+            earliest, cost_ns = d, k_cost
+        return (batch, cost_ns) if len(batch) > 1 else None
+
+    def _start_batch(self, batch: list[Task], cost_ns: int, now: int) -> None:
+        """Run ``batch`` (tasks of one form) as one task of stacked inputs on a free lane."""
+        first = batch[0]
+        k = len(batch)
+        inputs = [np.stack([t.inputs[j] for t in batch]) for j in range(len(first.inputs))]
+        key = (id(first.checked), k)
+        entry = self._batch_forms.get(key)
+        try:
+            if entry is None or entry[0] is not first.checked:  # the form's checked object for k rows, built once
+                entry = (first.checked, first.spec.check(inputs, first.params))
+                if len(self._batch_forms) >= 1024:
+                    self._batch_forms.clear()
+                self._batch_forms[key] = entry
+            free = self._free_lanes
+            lane = free.pop() if min(t.priority for t in batch) == 0 else free.pop(0)
+            try:
+                self.backend.submit(lane, first.spec, inputs, entry[1], False)
+            except BaseException:
+                free.append(lane)
+                raise
+        except TaskError as e:  # cannot happen for a row-wise kernel's own form; answered, never dropped
+            for t in batch:
+                self._fail(t, e.code, f"batched run of {k}: {e.message}", now)
+            return
+        except CudaError as e:
+            for t in batch:
+                self._fail(t, Code.GPU_FAULT, str(e), now)
+            if e.sticky:
+                self._gpu_fault(str(e), fatal=True)
+            return
+        if self.trace is not None:
+            submitted = time.monotonic_ns()
+            for t in batch:
+                if t.trace_row >= 0:
+                    self.trace.buf[t.trace_row + POPPED] = now
+                    self.trace.buf[t.trace_row + SUBMITTED] = submitted
+        self._dispatched += 1
+        self.batches += 1
+        self.batched_tasks += k
+        self._lane_task[lane] = first
+        self._lane_batch[lane] = batch
+        self._lane_dispatch_ns[lane] = now
+        self._lane_predicted_ns[lane] = cost_ns
+        self._busy_lanes.append(lane)
 
     def _start(self, task: Task, cost_ns: int, now: int) -> None:
         """Submit ``task`` on a free lane (the caller checked there is one)."""
@@ -336,6 +423,9 @@ class Server:
         return done_any
 
     def _complete(self, lane: int) -> None:
+        if self._lane_batch[lane] is not None:
+            self._complete_batch(lane)
+            return
         seen_ns = time.monotonic_ns() if self.trace is not None else 0
         task = self._lane_task[lane]
         self._lane_task[lane] = None
@@ -382,6 +472,56 @@ class Server:
         self.tracker.count_ok(sent_ns, missed)
         self.predictor.observe(task.kernel, task.size_class, done_ns - dispatch_ns, task.probe)
 
+    def _complete_batch(self, lane: int) -> None:
+        """Each task of a finished batch gets its own result: its rows of the stacked outputs."""
+        seen_ns = time.monotonic_ns()
+        batch = self._lane_batch[lane]
+        self._lane_batch[lane] = None
+        self._lane_task[lane] = None
+        self._busy_lanes.remove(lane)
+        outputs = self.backend.collect(lane)
+        done_ns = time.monotonic_ns()
+        dispatch_ns = self._lane_dispatch_ns[lane]
+        payloads = []
+        for i, task in enumerate(batch):
+            recv_ns = task.recv_ns
+            missed = task.deadline_ns is not None and done_ns > task.deadline_ns
+            payloads.append(encode_ok_result(task.id, [o[i] for o in outputs], missed,
+                                             {"queue": (dispatch_ns - recv_ns) * _NS_PER_US,
+                                              "service": (done_ns - recv_ns) * _NS_PER_US}))
+        self._free_lanes.append(lane)  # every row is copied into a payload
+        encoded_ns = time.monotonic_ns()
+        send = self.router.send
+        for task, payload in zip(batch, payloads):  # noqa: B905 - one payload per task
+            send(task.reply_to, payload)
+        sent_ns = time.monotonic_ns()
+        self.results_sent += len(batch)
+        trace = self.trace
+        for task in batch:
+            self._inflight_keys.discard((task.reply_to, task.id))
+            stages = {"queue": dispatch_ns - task.recv_ns, "service": sent_ns - task.recv_ns}
+            if task.sent_ns is not None:
+                stages["e2e"] = time.time_ns() - task.sent_ns
+            self.tracker.record_stages(task.kernel, task.priority, stages)
+            self.tracker.count_ok(sent_ns, task.deadline_ns is not None and done_ns > task.deadline_ns)
+            if trace is not None and task.trace_row >= 0:
+                base = task.trace_row
+                trace.buf[base + SEEN_DONE] = seen_ns
+                trace.buf[base + COLLECTED] = done_ns
+                trace.buf[base + ENCODED] = encoded_ns
+                trace.buf[base + SENT] = sent_ns
+        first = batch[0]
+        self.predictor.observe(first.kernel, size_class(len(batch) * first.in_bytes), done_ns - dispatch_ns)
+
+    def _lane_tasks(self, lane: int) -> list[Task]:
+        """The tasks a busy lane is running: its batch, or its one task."""
+        batch = self._lane_batch[lane]
+        if batch is not None:
+            self._lane_batch[lane] = None
+            return batch
+        task = self._lane_task[lane]
+        return [task] if task is not None else []
+
     def _gpu_fault(self, reason: str, fatal: bool) -> None:
         """Every in-flight task gets GPU_FAULT. A fatal fault (a sticky CUDA error poisons the context; a hung
         kernel cannot be stopped from the host) also stops the server with ``fault`` set: ``run_server`` then
@@ -389,11 +529,11 @@ class Server:
         log.error("GPU fault: %s; failing %d in-flight task(s)", reason, len(self._busy_lanes))
         now = time.monotonic_ns()
         for lane in tuple(self._busy_lanes):
-            task = self._lane_task[lane]
+            tasks = self._lane_tasks(lane)
             self._lane_task[lane] = None
             self._busy_lanes.remove(lane)
             self._free_lanes.append(lane)  # after a non-fatal fault the lane serves again
-            if task is not None:
+            for task in tasks:
                 self._fail(task, Code.GPU_FAULT, f"GPU fault while running: {reason}", now)
         if fatal:
             self.fault = reason
@@ -422,6 +562,8 @@ class Server:
             "lanes": self.backend.lanes,
             "uptime_s": (now - self.started_ns) / 1e9,
             "frames": self.receiver.frames,
+            "batches": self.batches,
+            "batched_tasks": self.batched_tasks,
             "undecodable": self.receiver.undecodable,
             "results_sent": self.results_sent,
             "undeliverable": self.router.undeliverable,
@@ -482,6 +624,7 @@ class Server:
         EVENTS, POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: IntFlag.__and__ costs ~2 µs
         accept = self._accept
         receiver = self.receiver
+        batching = self._batch_max > 1
         router = self.router
         while not self._stop.is_set():
             # One frame per pass while a lane is free, then completions, then dispatch: a task read while a lane
@@ -502,6 +645,13 @@ class Server:
                 accept(frame)
                 n += 1
                 progressed = True
+                if limit == 1 and batching:
+                    # If another frame is already waiting, the loop is behind its producers: read a few more in
+                    # this pass and queue them instead of starting each alone, so dispatch can batch them. The
+                    # frame just read has started already; the check costs it nothing.
+                    limit = _READ_AHEAD
+                    self._direct_start = False
+            self._direct_start = True
             if self._busy_lanes and self._poll_lanes():
                 progressed = True
             if self._free_lanes and len(self.sched):
@@ -562,9 +712,9 @@ class Server:
             self._inflight_keys.discard((task.reply_to, task.id))
             self._refuse(task, Code.SHUTDOWN, "server shut down before this task could run", now)
         for lane in tuple(self._busy_lanes):  # only after the drain timeout: the GPU did not finish in time
-            task = self._lane_task[lane]
+            tasks = self._lane_tasks(lane)
             self._busy_lanes.remove(lane)
-            if task is not None:
+            for task in tasks:
                 self._fail(task, Code.SHUTDOWN, "server shut down while the task was running", now)
         log.info("shutdown: %d result(s) sent, %d queued task(s) rejected SHUTDOWN, %d undeliverable",
                  self.results_sent, len(leftover), self.router.undeliverable)

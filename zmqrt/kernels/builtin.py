@@ -78,6 +78,8 @@ def _gamma(k: int) -> float:
 class _Elementwise(KernelSpec):
     """Two float32 inputs of one shape (any rank, 0-d included) -> one output of that shape."""
 
+    batchable = True  # stacking k tasks' inputs gives the k outputs stacked
+
     def _check_shapes(self, shapes: tuple[tuple[int, ...], ...]) -> tuple[tuple[tuple[int, ...], np.dtype], ...]:
         first, second = shapes
         if first != second:
@@ -209,6 +211,8 @@ class Matmul(KernelSpec):
 
 
 class Fft(KernelSpec):
+    batchable = True  # one transform per row of x[..., n]: k tasks stacked are k more rows
+
     def __init__(self, source_dir: str | Path) -> None:
         super().__init__(
             name="fft",

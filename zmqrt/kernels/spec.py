@@ -140,6 +140,9 @@ class KernelSpec:
     error_bound: str
     # Unique key of the source among all registered sources, e.g. "builtin/fft.cu" (see KernelRegistry.sources).
     source_id: str
+    # Row-wise kernels: k tasks of one form, their inputs stacked on a new leading axis, run as one task whose
+    # output row i is task i's output. The server may then batch queued tasks of one form into one launch.
+    batchable: bool = False
 
     def __init__(
         self,

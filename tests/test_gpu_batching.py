@@ -1,0 +1,67 @@
+"""Deadline-aware batching on the GPU: queued tasks of one form run as one launch of stacked inputs, through the
+plain launch and then the captured graph of that batch shape, and each task gets exactly its own rows.
+
+Needs a CUDA device (marker ``gpu``); skipped cleanly without one. The CPU versions are in test_server_e2e.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from ingest.client import Client
+from tests.gpu_support import requires_cuda
+from tests.server_support import running_server
+from zmqrt.kernels.registry import load_registry
+
+pytestmark = [pytest.mark.gpu, requires_cuda]
+
+
+def _gated_cuda_backend():
+    from zmqrt.backends.cuda import CudaBackend
+
+    class GatedCudaBackend(CudaBackend):
+        """Lanes report busy until the test opens the gate: a deterministic backlog behind the first task."""
+
+        def __init__(self, *a, **kw) -> None:
+            super().__init__(*a, **kw)
+            self.gate = threading.Event()
+
+        def poll(self, lane: int) -> bool:
+            return self.gate.is_set() and super().poll(lane)
+
+    return GatedCudaBackend(load_registry(), lanes=1, max_task_bytes=1 << 16)
+
+
+@pytest.mark.parametrize("kernel", ["vector_add", "fft"])
+def test_batched_launches_give_every_task_its_own_rows(ipc_endpoint, kernel):
+    backend = _gated_cuda_backend()
+    rng = np.random.default_rng()
+    with running_server(ipc_endpoint(), lanes=1, backend_instance=backend) as server, \
+            Client(server.receiver.endpoint, timeout_s=60) as c:
+        for round_ in range(3):  # the plain launch, then (third use of the shape) its captured graph
+            backend.gate.clear()
+            backend.lane(0).h_out.view[...] = 0xFF  # poison: NaN in every float output slot
+            if kernel == "vector_add":
+                args = [(rng.standard_normal(256).astype(np.float32), rng.standard_normal(256).astype(np.float32))
+                        for _ in range(11)]
+                want = [a + b for a, b in args]
+            else:
+                args = [((rng.standard_normal(128) + 1j * rng.standard_normal(128)).astype(np.complex64),)
+                        for _ in range(11)]
+                want = [np.fft.fft(x) for (x,) in args]
+            frames = server.receiver.frames
+            futs = [c.submit(kernel, *a) for a in args]
+            deadline = time.monotonic() + 30
+            while server.receiver.frames < frames + len(args) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            backend.gate.set()
+            for w, f in zip(want, futs, strict=True):
+                res = f.result(60)
+                assert res.ok, (res.code, res.message)
+                tol = 1e-6 if kernel == "vector_add" else 1e-4 * float(np.abs(w).max())
+                np.testing.assert_allclose(res.outputs[0], w, rtol=1e-5, atol=tol)
+            assert server.batches == round_ + 1 and server.batched_tasks == 10 * (round_ + 1)
