@@ -44,6 +44,7 @@ from .trace import ADMITTED, COLLECTED, DECODED, ENCODED, POPPED, RECV, SEEN_DON
 log = logging.getLogger("zmqrt")
 
 _READ_AHEAD = 8  # frames read per loop pass while every lane is busy
+_BEHIND_PASSES = 16  # passes in a row with a frame still waiting before the loop reads ahead to batch
 _GC_IDLE_THRESHOLD = 2_000  # young objects before an idle loop pass collects them (about 50 µs)
 _GC_BUSY_THRESHOLD = 200_000  # ...and before a busy loop collects them anyway
 _PROBE_INTERVAL_NS = 10_000_000  # at most one admission probe per (kernel, size class) per 10 ms
@@ -599,6 +600,7 @@ class Server:
             log.info("%s", line)
 
     def serve_forever(self) -> None:
+        self.backend.bind_thread()
         self._pin()
         # Startup objects (kernels, buffers, histograms) never die: move them out of the collector's view. The
         # task path allocates no reference cycles (refcounting frees it), so automatic collection is off while
@@ -625,6 +627,7 @@ class Server:
         accept = self._accept
         receiver = self.receiver
         batching = self._batch_max > 1
+        behind = 0  # consecutive passes that found another frame waiting after the one they read
         router = self.router
         while not self._stop.is_set():
             # One frame per pass while a lane is free, then completions, then dispatch: a task read while a lane
@@ -646,11 +649,18 @@ class Server:
                 n += 1
                 progressed = True
                 if limit == 1 and batching:
-                    # If another frame is already waiting, the loop is behind its producers: read a few more in
-                    # this pass and queue them instead of starting each alone, so dispatch can batch them. The
-                    # frame just read has started already; the check costs it nothing.
-                    limit = _READ_AHEAD
-                    self._direct_start = False
+                    # Another frame already waiting after this one, pass after pass, means the loop is behind its
+                    # producers (sustained overload, not a burst): then read a few more per pass and queue them
+                    # instead of starting each alone, so dispatch can batch them. The frame just read has started
+                    # already. A single late pass must not do this: queued frames wait for the pass's decodes
+                    # (up to 8 x 15-20 µs), which cost a 10 kHz stream on a slow host its deadlines.
+                    if readable(EVENTS) & POLLIN:
+                        behind += 1
+                        if behind >= _BEHIND_PASSES:
+                            limit = _READ_AHEAD
+                            self._direct_start = False
+                    else:
+                        behind = 0
             self._direct_start = True
             if self._busy_lanes and self._poll_lanes():
                 progressed = True

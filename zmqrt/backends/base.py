@@ -74,6 +74,11 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def bind_thread(self) -> None:
+        """Make this backend usable from the calling thread (the loop may run in another thread than the one
+        that built the backend). Nothing to do on the CPU backend."""
+        return None
+
     def check_fits(self, inputs: Sequence[np.ndarray], checked) -> None:
         """Refuse a task whose inputs or outputs do not fit a lane's slots (TOO_LARGE), before touching it."""
         in_bytes = packed_bytes([a.nbytes for a in inputs])

@@ -86,6 +86,12 @@ class CudaBackend(Backend):
             self._kernels[spec.name] = kernel
         return t1 - t0, time.perf_counter() - t1
 
+    def bind_thread(self) -> None:
+        # Launches and copies name their stream, but graph capture and instantiation use the calling thread's
+        # current context: a server loop run in a thread of its own failed cuGraphInstantiate with
+        # CUDA_ERROR_INVALID_CONTEXT until it made the context current.
+        self.context.set_current()
+
     def kernel(self, name: str):
         return self._kernels[name]
 
