@@ -13,6 +13,8 @@ run run-all python3 bench/run_all.py "$@"
 [ -n "${WITH_PROBE:-}" ] && run completion-probe python3 bench/completion_probe.py --n 3000
 run roundtrip-trace python3 bench/roundtrip.py --n 10000 --warm 1000 --modes block,spin --trace
 if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then run scaleout python3 bench/scaleout.py; fi
+# The stream without batching, same mode as the suite's (spin, pinned): does batching cost the stream anything?
+run stream-batch1 python3 bench/stream.py --seconds 10 --spin --batch-max 1 --out ab/stream-spin-batch1
 # One engine, batching off and on, offered twice what it can do unbatched (bench/NOTES.md 17).
 for bm in 1 32; do
   run throughput-batch$bm python3 bench/scaleout.py --configs 0 --rate 40000 --processes 4 --seconds 5 \

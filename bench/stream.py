@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--spin", action="store_true")
     ap.add_argument("--warm-seconds", type=float, default=1.0)
+    ap.add_argument("--batch-max", type=int, default=32, help="server --batch-max (default 32; 1: no batching)")
     ap.add_argument("--out", default="stream", help="result name under bench/results (default stream)")
     ap.add_argument("--no-pin", action="store_true", help="share all CPUs (default: the server's loop, the "
                     "server and the producer get separate cores, as bench/roundtrip.py does)")
@@ -65,7 +66,7 @@ def main() -> None:
         plan.append(Planned(i * period_ns, kernel, pools[kernel][i % 32], priority=prio, deadline_us=dl, tag=kernel))
     tmp = tempfile.mkdtemp(prefix="zrt")
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", lanes=args.lanes, policy=args.policy,
-                       spin=args.spin, cpu=cpus["loop"] if cpus else None)
+                       spin=args.spin, cpu=cpus["loop"] if cpus else None, batch_max=args.batch_max)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:
@@ -93,7 +94,7 @@ def main() -> None:
         if not np.allclose(r.outputs[0], want, rtol=1e-4, atol=1e-3):
             wrong += 1
     out: dict = {"card": card_name(), "env": environment(), "rate_hz": args.rate, "seconds": args.seconds,
-                 "policy": args.policy, "lanes": args.lanes, "spin": args.spin,
+                 "policy": args.policy, "lanes": args.lanes, "spin": args.spin, "batch_max": args.batch_max,
                  "cpus": cpus and {k: sorted(v) if isinstance(v, set) else v for k, v in cpus.items()},
                  "server_exit_code": code,
                  "wrong_outputs": wrong, "by_kernel": {}}
