@@ -13,15 +13,15 @@ run run-all python3 bench/run_all.py "$@"
 [ -n "${WITH_PROBE:-}" ] && run completion-probe python3 bench/completion_probe.py --n 3000
 run roundtrip-trace python3 bench/roundtrip.py --n 10000 --warm 1000 --modes block,spin --trace
 if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then run scaleout python3 bench/scaleout.py; fi
-# The stream without batching, same mode as the suite's (spin, pinned): does batching cost the stream anything?
-run stream-batch1 python3 bench/stream.py --seconds 10 --spin --batch-max 1 --out ab/stream-spin-batch1
+# The stream with batching on, same mode as the suite's (spin, pinned): what batching costs the stream.
+run stream-batch32 python3 bench/stream.py --seconds 10 --spin --batch-max 32 --out ab/stream-spin-batch32
 # One engine, batching off and on, offered twice what it can do unbatched (bench/NOTES.md 17).
 for bm in 1 32; do
   run throughput-batch$bm python3 bench/scaleout.py --configs 0 --rate 40000 --processes 4 --seconds 5 \
       --batch-max $bm --out ab/throughput-batch$bm
 done
 # Several engines sharing one GPU (issue 6's "several ingest workers"), offered 200k tasks/s by 8 producers.
-run scaleout-engines python3 bench/scaleout.py --configs "0,0;0,0,0,0;0,0,0,0,0,0" --rate 200000 --processes 8 \
+run scaleout-engines python3 bench/scaleout.py --configs "0,0,0,0;0,0,0,0,0,0;0,0,0,0,0,0,0,0" --rate 200000 --processes 8 \
     --seconds 5 --out scaleout-engines
 run demo python3 -m zmqrt.cli demo --json "$OUT/demo.json"
 tar czf "$OUT/results.tgz" bench/results "$OUT"/*.log "$OUT"/demo.json 2>/dev/null

@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--spin", action="store_true")
     ap.add_argument("--warm-seconds", type=float, default=1.0)
-    ap.add_argument("--batch-max", type=int, default=32, help="server --batch-max (default 32; 1: no batching)")
+    ap.add_argument("--batch-max", type=int, default=1, help="server --batch-max (default 1: off, as the server)")
     ap.add_argument("--out", default="stream", help="result name under bench/results (default stream)")
     ap.add_argument("--no-pin", action="store_true", help="share all CPUs (default: the server's loop, the "
                     "server and the producer get separate cores, as bench/roundtrip.py does)")

@@ -40,7 +40,7 @@ def _gated_cuda_backend():
 def test_batched_launches_give_every_task_its_own_rows(ipc_endpoint, kernel):
     backend = _gated_cuda_backend()
     rng = np.random.default_rng()
-    with running_server(ipc_endpoint(), lanes=1, backend_instance=backend) as server, \
+    with running_server(ipc_endpoint(), lanes=1, batch_max=32, backend_instance=backend) as server, \
             Client(server.receiver.endpoint, timeout_s=60) as c:
         for round_ in range(3):  # the plain launch, then (third use of the shape) its captured graph
             backend.gate.clear()

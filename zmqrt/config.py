@@ -52,9 +52,12 @@ class ServerConfig:
     stage_timing_every: int = 256
     # Deadline-aware batching: when a lane frees and queued tasks of one form (kernel, dtypes, shapes, params) of a
     # row-wise kernel are next in the policy's order, up to this many run as one launch, and the batch grows only
-    # while its predicted finish meets the earliest deadline in it. Nothing waits to be batched: a task that finds
-    # a free lane starts alone at once. 1: off.
-    batch_max: int = 32
+    # while its predicted finish meets the earliest deadline in it. A loop behind its producers for 16 passes in a
+    # row reads 8 frames per pass and queues them so they can batch. Off (1) by default: on the H200 host it raised
+    # one engine's throughput 1.2x to 1.5x and four engines' sharing a GPU 2.6x, but under bursts it moves the
+    # wait from ZeroMQ's queue into service time (the seed's 100 kHz burst: service p50 62 -> 518 µs) and it
+    # cost the 10 kHz stream deadlines (bench/NOTES.md 17). A throughput setting, not a latency one.
+    batch_max: int = 1
     calibrate: bool = True
     monitor_interval_s: float = 1.0
     p95_target_us: float = 100.0
