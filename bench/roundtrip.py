@@ -128,6 +128,7 @@ def main() -> None:
     ap.add_argument("--stage-timing-every", type=int, default=ServerConfig.stage_timing_every,
                     help=f"GPU stage events on every Nth task (default {ServerConfig.stage_timing_every}, the server "
                     "default)")
+    ap.add_argument("--out", help="result name under bench/results (default roundtrip, or roundtrip-trace)")
     ap.add_argument("--trace", action="store_true", help="also record zmqrt's per-task loop trace (costs about "
                     "1 µs a task) and write the results as roundtrip-trace-<card> instead")
     ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS (default: the server "
@@ -188,7 +189,7 @@ def main() -> None:
                      f"{rr['roundtrip_p99']:.2f}x; zmqrt service / prototype server side p50 "
                      f"{rr['service_p50_vs_proto_server']:.2f}x, p99 {rr['service_p99_vs_proto_server']:.2f}x")
     lines.append("")
-    path = write_results("roundtrip-trace" if args.trace else "roundtrip", results, "\n".join(lines))
+    path = write_results(args.out or ("roundtrip-trace" if args.trace else "roundtrip"), results, "\n".join(lines))
     print(f"wrote {path}")
 
 

@@ -374,3 +374,16 @@ def test_batching_is_off_by_default(ingest_ep):
         backend.gate.set()
         assert all(f.result(20).ok for f in futs)
         assert server.batches == 0
+
+
+def test_deferred_bookkeeping_is_applied_when_the_loop_idles(ingest_ep):
+    # Histograms and counters of sent tasks are applied in idle passes (one entry per pass), so they trail the
+    # results by microseconds and never by a task: an idle loop catches up at once.
+    with running_server(ingest_ep) as server, Client(server.receiver.endpoint, timeout_s=10) as c:
+        futs = [c.submit("vector_add", np.ones(8, np.float32), np.ones(8, np.float32)) for _ in range(50)]
+        assert all(f.result(10).ok for f in futs)
+        deadline = time.monotonic() + 5
+        while server.tracker.ok < 50 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert server.tracker.ok == 50 and not server._books
+        assert server.tracker.stage_summaries()["service"]["count"] == 50

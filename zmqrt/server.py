@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import threading
 import time
@@ -45,6 +46,9 @@ log = logging.getLogger("zmqrt")
 
 _READ_AHEAD = 8  # frames read per loop pass while every lane is busy
 _BEHIND_PASSES = 16  # passes in a row with a frame still waiting before the loop reads ahead to batch
+# Deferred bookkeeping entries before a busy loop applies them anyway; ZMQRT_BOOKS_MAX=1 applies each at once,
+# right after its send, as before (for A/B runs: bench/NOTES.md 21).
+_BOOKS_MAX = max(1, int(os.environ.get("ZMQRT_BOOKS_MAX", "256")))
 _GC_IDLE_THRESHOLD = 2_000  # young objects before an idle loop pass collects them (about 50 µs)
 _GC_BUSY_THRESHOLD = 200_000  # ...and before a busy loop collects them anyway
 _PROBE_INTERVAL_NS = 10_000_000  # at most one admission probe per (kernel, size class) per 10 ms
@@ -105,6 +109,7 @@ class Server:
         self.batches = 0
         self.batched_tasks = 0
         self._direct_start = True  # off while the loop reads a backlog: those tasks queue, and dispatch batches
+        self._books: list[tuple] = []  # stage histograms and counters of sent tasks, applied in idle passes
         self._lane_dispatch_ns = [0] * n
         self._lane_predicted_ns = [0] * n
         self._free_lanes: list[int] = list(range(n - 1, -1, -1))  # a stack: pop() gives lane 0 first
@@ -469,9 +474,31 @@ class Server:
             stages = {"queue": dispatch_ns - recv_ns, "service": sent_ns - recv_ns}
         if task.sent_ns is not None:
             stages["e2e"] = time.time_ns() - task.sent_ns
-        self.tracker.record_stages(task.kernel, task.priority, stages)
-        self.tracker.count_ok(sent_ns, missed)
+        self._book(task.kernel, task.priority, stages, sent_ns, missed)
         self.predictor.observe(task.kernel, task.size_class, done_ns - dispatch_ns, task.probe)
+
+    def _book(self, kernel: str, priority: int, stages: dict, sent_ns: int, missed: bool) -> None:
+        """Queue a sent task's histogram and counter updates for an idle loop pass (``_flush_books``)."""
+        books = self._books
+        books.append((kernel, priority, stages, sent_ns, missed))
+        if len(books) >= _BOOKS_MAX:  # never idle (overload): bounded all the same
+            self._flush_books()
+
+    def _flush_books(self, limit: int = 1 << 30) -> None:
+        """Apply up to ``limit`` queued bookkeeping entries, oldest first.
+
+        Why deferred: the five stage histograms and the counters cost about 5 µs of loop time per task on the
+        H200 host. Done right after the send, they delay a frame that is already waiting; done in idle passes,
+        one entry per pass, a frame arriving meanwhile waits for at most one entry. Every reader of the tracker
+        on the loop thread (monitor line, stats answer, shutdown) flushes first, so nothing it reports is late.
+        """
+        books = self._books
+        n = min(limit, len(books))
+        record, count_ok = self.tracker.record_stages, self.tracker.count_ok
+        for kernel, priority, stages, sent_ns, missed in books[:n]:
+            record(kernel, priority, stages)
+            count_ok(sent_ns, missed)
+        del books[:n]
 
     def _complete_batch(self, lane: int) -> None:
         """Each task of a finished batch gets its own result: its rows of the stacked outputs."""
@@ -503,8 +530,8 @@ class Server:
             stages = {"queue": dispatch_ns - task.recv_ns, "service": sent_ns - task.recv_ns}
             if task.sent_ns is not None:
                 stages["e2e"] = time.time_ns() - task.sent_ns
-            self.tracker.record_stages(task.kernel, task.priority, stages)
-            self.tracker.count_ok(sent_ns, task.deadline_ns is not None and done_ns > task.deadline_ns)
+            self._book(task.kernel, task.priority, stages, sent_ns,
+                       task.deadline_ns is not None and done_ns > task.deadline_ns)
             if trace is not None and task.trace_row >= 0:
                 base = task.trace_row
                 trace.buf[base + SEEN_DONE] = seen_ns
@@ -583,6 +610,7 @@ class Server:
             sock.recv(zmq.NOBLOCK)
         except zmq.Again:
             return
+        self._flush_books()
         sock.send(msgpack.packb(self.snapshot(), use_bin_type=True))
 
     # ------------------------------------------------------------------ loop
@@ -669,6 +697,8 @@ class Server:
             now = time.monotonic_ns()
             if now >= next_housekeeping_ns:
                 next_housekeeping_ns = now + 1_000_000
+                if self._books and self.monitor.due(now):
+                    self._flush_books()
                 for line in self.monitor.maybe_tick(now):
                     log.info("%s", line)
                 if stats_sock is not None:
@@ -678,6 +708,9 @@ class Server:
                 if gc_count()[0] > _GC_BUSY_THRESHOLD:  # never idle (overload): collect anyway, bounded memory
                     gc_collect(1)
             if not progressed and not self._busy_lanes and not len(self.sched):
+                if self._books:  # one entry per idle pass: a frame arriving meanwhile waits for one at most
+                    self._flush_books(1)
+                    continue
                 # Idle: the cheapest moment to free garbage (automatic collection is off while serving).
                 young, middle, _ = gc_count()
                 if young > _GC_IDLE_THRESHOLD:
@@ -726,6 +759,7 @@ class Server:
             self._busy_lanes.remove(lane)
             for task in tasks:
                 self._fail(task, Code.SHUTDOWN, "server shut down while the task was running", now)
+        self._flush_books()
         log.info("shutdown: %d result(s) sent, %d queued task(s) rejected SHUTDOWN, %d undeliverable",
                  self.results_sent, len(leftover), self.router.undeliverable)
         self.close()

@@ -71,6 +71,10 @@ class LatencyMonitor:
         t = self.tracker
         return t.ok, t.missed, sum(t.rejected.values()), t.expired, sum(t.errors.values())
 
+    def due(self, now_ns: int) -> bool:
+        """Whether :meth:`maybe_tick` at ``now_ns`` would close an interval."""
+        return now_ns - self._last_tick_ns >= self.interval_ns
+
     def maybe_tick(self, now_ns: int) -> list[str]:
         """:meth:`tick` if at least ``interval_s`` passed since the last tick, else ``[]``."""
         if now_ns - self._last_tick_ns < self.interval_ns:
