@@ -339,6 +339,8 @@ class Server:
         first = batch[0]
         k = len(batch)
         inputs = [np.stack([t.inputs[j] for t in batch]) for j in range(len(first.inputs))]
+        free = self._free_lanes
+        lane = free.pop() if min(t.priority for t in batch) == 0 else free.pop(0)
         key = (id(first.checked), k)
         entry = self._batch_forms.get(key)
         try:
@@ -347,22 +349,9 @@ class Server:
                 if len(self._batch_forms) >= 1024:
                     self._batch_forms.clear()
                 self._batch_forms[key] = entry
-            free = self._free_lanes
-            lane = free.pop() if min(t.priority for t in batch) == 0 else free.pop(0)
-            try:
-                self.backend.submit(lane, first.spec, inputs, entry[1], False)
-            except BaseException:
-                free.append(lane)
-                raise
-        except TaskError as e:  # cannot happen for a row-wise kernel's own form; answered, never dropped
-            for t in batch:
-                self._fail(t, e.code, f"batched run of {k}: {e.message}", now)
-            return
-        except CudaError as e:
-            for t in batch:
-                self._fail(t, Code.GPU_FAULT, str(e), now)
-            if e.sticky:
-                self._gpu_fault(str(e), fatal=True)
+            self.backend.submit(lane, first.spec, inputs, entry[1], False)
+        except (TaskError, CudaError) as e:  # a row-wise kernel's own form never fails its check; answered all
+            self._submit_failed(lane, batch, e, now, f"batched run of {k}: ")
             return
         if self.trace is not None:
             submitted = time.monotonic_ns()
@@ -390,15 +379,8 @@ class Server:
         timed = every == 1 or (every > 1 and self._dispatched % every == 1)  # the first task is timed
         try:
             self.backend.submit(lane, task.spec, task.inputs, task.checked, timed)
-        except TaskError as e:
-            free.append(lane)
-            self._fail(task, e.code, e.message, now)
-            return
-        except CudaError as e:
-            free.append(lane)
-            self._fail(task, Code.GPU_FAULT, str(e), now)
-            if e.sticky:
-                self._gpu_fault(str(e), fatal=True)
+        except (TaskError, CudaError) as e:
+            self._submit_failed(lane, (task,), e, now)
             return
         if self.trace is not None:
             self.trace.buf[task.trace_row + POPPED] = now
@@ -407,6 +389,20 @@ class Server:
         self._lane_dispatch_ns[lane] = now
         self._lane_predicted_ns[lane] = cost_ns
         self._busy_lanes.append(lane)
+
+    def _submit_failed(self, lane: int, tasks: Sequence[Task], exc: TaskError | CudaError, now: int,
+                       prefix: str = "") -> None:
+        """A submit on ``lane`` raised: the lane is free again, and each task gets its error. A sticky CUDA
+        error also takes the fatal fault path (the engine must be restarted)."""
+        self._free_lanes.append(lane)
+        if isinstance(exc, CudaError):
+            for task in tasks:
+                self._fail(task, Code.GPU_FAULT, f"{prefix}{exc}", now)
+            if exc.sticky:
+                self._gpu_fault(str(exc), fatal=True)
+        else:
+            for task in tasks:
+                self._fail(task, exc.code, f"{prefix}{exc.message}", now)
 
     def _fail(self, task: Task, code: Code, message: str, now_ns: int) -> None:
         self._inflight_keys.discard((task.reply_to, task.id))
@@ -510,11 +506,12 @@ class Server:
         outputs = self.backend.collect(lane)
         done_ns = time.monotonic_ns()
         dispatch_ns = self._lane_dispatch_ns[lane]
-        payloads = []
+        payloads, missed = [], []
         for i, task in enumerate(batch):
             recv_ns = task.recv_ns
-            missed = task.deadline_ns is not None and done_ns > task.deadline_ns
-            payloads.append(encode_ok_result(task.id, [o[i] for o in outputs], missed,
+            late = task.deadline_ns is not None and done_ns > task.deadline_ns
+            missed.append(late)
+            payloads.append(encode_ok_result(task.id, [o[i] for o in outputs], late,
                                              {"queue": (dispatch_ns - recv_ns) * _NS_PER_US,
                                               "service": (done_ns - recv_ns) * _NS_PER_US}))
         self._free_lanes.append(lane)  # every row is copied into a payload
@@ -525,13 +522,12 @@ class Server:
         sent_ns = time.monotonic_ns()
         self.results_sent += len(batch)
         trace = self.trace
-        for task in batch:
+        for task, late in zip(batch, missed):  # noqa: B905 - one flag per task
             self._inflight_keys.discard((task.reply_to, task.id))
             stages = {"queue": dispatch_ns - task.recv_ns, "service": sent_ns - task.recv_ns}
             if task.sent_ns is not None:
                 stages["e2e"] = time.time_ns() - task.sent_ns
-            self._book(task.kernel, task.priority, stages, sent_ns,
-                       task.deadline_ns is not None and done_ns > task.deadline_ns)
+            self._book(task.kernel, task.priority, stages, sent_ns, late)
             if trace is not None and task.trace_row >= 0:
                 base = task.trace_row
                 trace.buf[base + SEEN_DONE] = seen_ns
