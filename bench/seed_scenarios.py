@@ -32,7 +32,7 @@ from ingest.openloop import Planned, run_open_loop  # noqa: E402
 
 
 def _wrong(recs, kept: dict, kernels: list[str]) -> int:
-    from zmqrt.demo import reference
+    from zmqrt.demo import reference, tolerance
 
     bad = 0
     for idx, inputs in kept.items():
@@ -40,8 +40,8 @@ def _wrong(recs, kept: dict, kernels: list[str]) -> int:
         if r.status != "ok" or r.outputs is None:
             continue
         want = reference(kernels[idx], inputs)
-        atol = 1e-4 if kernels[idx] != "fft" else 1e-3 * float(np.abs(want).max() + 1)
-        if not np.allclose(r.outputs[0], want, rtol=1e-4, atol=atol):
+        rtol, atol = tolerance(kernels[idx], want)
+        if not np.allclose(r.outputs[0], want, rtol=rtol, atol=atol):
             bad += 1
     return bad
 
