@@ -208,3 +208,31 @@ def test_reset_matches_hdrh_reset():
     assert (a.min_value, a.max_value, a.total_count) == (b.min_value, b.max_value, b.total_count)
     b.record_value(7_000)  # still usable after the memset
     assert percentiles_ns(b, (50.0,))[50.0] == b.get_value_at_percentile(50.0)
+
+
+def test_percentiles_over_added_decoded_and_stale_bounds_equal_hdrh() -> None:
+    """percentiles_ns scans only the buckets between min and max; histograms filled by ``add`` and decode keep
+    those bounds too, and a histogram whose bounds miss a sample falls back to the whole array."""
+    import numpy as np
+    from hdrh.histogram import HdrHistogram
+
+    from zmqrt.latency.tracker import _record, new_histogram, percentiles_ns
+
+    rng = np.random.default_rng(11)
+    pcts = [0.0, 50.0, 95.0, 99.0, 99.9, 100.0]
+    a, b = new_histogram(), new_histogram()
+    for v in rng.lognormal(11, 1.0, 3000):
+        _record(a, int(v))
+    for v in rng.lognormal(8, 0.5, 3000):
+        _record(b, int(v))
+    merged = new_histogram()
+    merged.add(a)
+    merged.add(b)
+    decoded = HdrHistogram.decode(merged.encode())
+    for h in (a, b, merged, decoded):
+        assert percentiles_ns(h, pcts) == h.get_percentile_to_value_dict(pcts)
+    stale = new_histogram()
+    for v in (5_000, 6_000, 9_000_000):
+        stale.record_value(v)
+    stale.max_value = 6_000  # bounds that miss a sample: the full scan answers
+    assert percentiles_ns(stale, [50.0, 100.0])[100.0] == stale.get_highest_equivalent_value(9_000_000)
