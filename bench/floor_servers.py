@@ -6,8 +6,9 @@
   graph of H2D + ``vector_add`` + D2H on preallocated pinned/device buffers, ``memmove`` in, sync, reply. No
   validation, no scheduling, no tracking: the best a Python server can do for this one fixed task.
 
-Both run in a spawned process, time their own receive-to-send span, and put the samples on a queue at the end.
-They stop after ``n`` tasks. ``spin`` busy-polls the socket (and the event) instead of blocking.
+Both run in a spawned process, stamp each task's receipt and send (``perf_counter_ns``, CLOCK_MONOTONIC like
+the server's trace) and put the ``(receipt, sent)`` pairs on a queue at the end. They stop after ``n`` tasks.
+``spin`` busy-polls the socket (and the event) instead of blocking.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def echo_server(endpoint: str, n: int, spin: bool, ready, out_q) -> None:
     peers: dict = {}
     ready.set()
     pc = time.perf_counter_ns
-    spans = []
+    stamps = []
     for _ in range(n):
         raw = _recv(pull, spin)
         t0 = pc()
@@ -56,8 +57,8 @@ def echo_server(endpoint: str, n: int, spin: bool, ready, out_q) -> None:
         payload = msgpack.packb({"id": m["id"], "status": "ok", "code": "OK", "message": "",
                                  "outputs": [data], "missed_deadline": False, "latency_us": {}})
         _reply_socket(ctx, peers, m["reply_to"]).send(payload)
-        spans.append(pc() - t0)
-    out_q.put(spans)
+        stamps.append((t0, pc()))
+    out_q.put(stamps)
     time.sleep(0.5)
     for s in peers.values():
         s.close()
@@ -114,7 +115,7 @@ def prototype_server(endpoint: str, n: int, spin: bool, ready, out_q, nel: int =
     peers: dict = {}
     ready.set()
     pc = time.perf_counter_ns
-    spans = []
+    stamps = []
     for _ in range(n):
         raw = _recv(pull, spin)
         t0 = pc()
@@ -133,8 +134,8 @@ def prototype_server(endpoint: str, n: int, spin: bool, ready, out_q, nel: int =
                                  "outputs": [{"dtype": "float32", "shape": [nel], "data": bytes(out_view)}],
                                  "missed_deadline": False, "latency_us": {}})
         _reply_socket(zctx, peers, m["reply_to"]).send(payload)
-        spans.append(pc() - t0)
-    out_q.put(spans)
+        stamps.append((t0, pc()))
+    out_q.put(stamps)
     time.sleep(0.5)
     for sock in peers.values():
         sock.close()

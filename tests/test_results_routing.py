@@ -143,6 +143,26 @@ def test_close_is_idempotent_and_send_after_close_is_counted(zmq_ctx, tcp_endpoi
     assert router.undeliverable_by_reason == {"closed": 1}
 
 
+def test_fast_path_endpoint_evicted_then_closed(zmq_ctx, ipc_endpoint):
+    """An endpoint that took a result goes by send's fast path; eviction and close still apply to it."""
+    pulls = [bind_pull(zmq_ctx, ipc_endpoint()) for _ in range(2)]
+    (pa, ea), (pb, eb) = pulls
+    router = ResultRouter(zmq_ctx, None, max_peers=1)
+    try:
+        assert router.send(ea, b"a1") and router.send(ea, b"a2")  # the second by the fast path
+        assert router.send(eb, b"b1")  # evicts ea
+        assert router.peers == [eb] and router.evictions == 1
+        assert router.send(ea, b"a3")  # reconnects (and evicts eb) instead of using the closed socket
+        assert sorted(drain(pa, 3)) == [b"a1", b"a2", b"a3"]  # two sockets in turn: no order between them
+        assert drain(pb, 1) == [b"b1"]
+    finally:
+        router.close()
+    assert router.send(ea, b"a4") is False
+    assert router.undeliverable_by_reason == {"closed": 1}
+    for sock, _ in pulls:
+        sock.close()
+
+
 def test_max_peers_must_be_positive(zmq_ctx):
     with pytest.raises(ValueError):
         ResultRouter(zmq_ctx, None, max_peers=0)
