@@ -428,10 +428,9 @@ class Server:
         if self._lane_batch[lane] is not None:
             self._complete_batch(lane)
             return
-        seen_ns = time.monotonic_ns() if self.trace is not None else 0
+        trace = self.trace
+        seen_ns = time.monotonic_ns() if trace is not None else 0
         task = self._lane_task[lane]
-        self._lane_task[lane] = None
-        self._busy_lanes.remove(lane)
         backend = self.backend
         outputs = backend.collect(lane)
         done_ns = time.monotonic_ns()
@@ -450,13 +449,16 @@ class Server:
         else:  # untimed task (stage_timing_every > 1): no GPU stage figures rather than made-up ones
             latency_us = {"queue": (dispatch_ns - recv_ns) * _NS_PER_US, "service": (done_ns - recv_ns) * _NS_PER_US}
         payload = encode_ok_result(task.id, outputs, missed, latency_us)
-        # The lane is reusable only now: its output views were copied into the payload.
-        self._free_lanes.append(lane)
-        encoded_ns = time.monotonic_ns() if self.trace is not None else 0
+        encoded_ns = time.monotonic_ns() if trace is not None else 0
         self.router.send(task.reply_to, payload)
         sent_ns = time.monotonic_ns()
-        if self.trace is not None and task.trace_row >= 0:
-            buf, base = self.trace.buf, task.trace_row
+        # Only the result's own work comes before the send; the rest waits until it has gone. The lane is reusable
+        # now: its output views were copied into the payload.
+        self._lane_task[lane] = None
+        self._busy_lanes.remove(lane)
+        self._free_lanes.append(lane)
+        if trace is not None and task.trace_row >= 0:
+            buf, base = trace.buf, task.trace_row
             buf[base + SEEN_DONE] = seen_ns
             buf[base + COLLECTED] = done_ns
             buf[base + ENCODED] = encoded_ns
