@@ -87,14 +87,19 @@ def segments(body: list, server_stamps) -> dict:
     producer's receipt). ``server_stamps``: (receipt, sent) per task in arrival order, which is send order for one
     producer over ipc. perf_counter_ns and monotonic_ns are both CLOCK_MONOTONIC on Linux, so the stamps of the
     two processes line up."""
-    parts: dict[str, list[int]] = {"lag": [], "inbound": [], "server": [], "outbound": []}
+    parts: dict[str, list[int]] = {"lag": [], "inbound": [], "inbound_idle": [], "server": [], "outbound": []}
+    prev_out = 0
     for r, (t_in, t_out) in zip(body, server_stamps):  # noqa: B905 - a lost task shortens the server's list
         if r.status != "ok" or t_in <= 0 or t_out <= 0 or r.sent_ns < 0:
+            prev_out = 0
             continue
         parts["lag"].append(r.sent_ns - r.intended_ns)
         parts["inbound"].append(t_in - r.sent_ns)
+        if 0 < prev_out < r.sent_ns:  # the server had sent the previous result before this task was sent
+            parts["inbound_idle"].append(t_in - r.sent_ns)
         parts["server"].append(t_out - t_in)
         parts["outbound"].append(r.done_ns - t_out)
+        prev_out = t_out
     return {name: summarize(v) for name, v in parts.items() if v}
 
 
@@ -105,14 +110,15 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     tmp = tempfile.mkdtemp(prefix="zrt")
     trace_path = f"{tmp}/trace.npy" if args.trace else None
     cpus = getattr(args, "plan", None)
-    cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=f"ipc://{tmp}/stats", lanes=args.lanes,
+    stats = None if getattr(args, "no_stats", False) else f"ipc://{tmp}/stats"
+    cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=stats, lanes=args.lanes,
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
                        cpu=cpus["loop"] if cpus else None)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:
         row, body = drive(cfg.ingest, args.n, args.rate, args.deadline_us, rng, args.warm)
-        snap = fetch_stats(cfg.stats) or {}
+        snap = (fetch_stats(cfg.stats) or {}) if cfg.stats else {}
     finally:
         stop_server(proc)
     # Service as the server's result reports it (receipt to just before encoding), for the measured tasks only;
@@ -153,6 +159,8 @@ def main() -> None:
     ap.add_argument("--out", help="result name under bench/results (default roundtrip, or roundtrip-trace)")
     ap.add_argument("--trace", action="store_true", help="also record zmqrt's per-task loop trace (costs about "
                     "1 µs a task) and write the results as roundtrip-trace-<card> instead")
+    ap.add_argument("--no-stats", action="store_true", help="run zmqrt without its stats endpoint (A/B: the loop "
+                    "checks that socket once a millisecond)")
     ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS (default: the server "
                     "under test and the producer get separate cores, SMT siblings included)")
     args = ap.parse_args()
@@ -180,6 +188,9 @@ def main() -> None:
                   f"{server_side.get('p50', float('nan')):6.1f} p99 {server_side.get('p99', float('nan')):6.1f} us"
                   f" | lost {rtt.get('lost')} not_ok {rtt.get('not_ok')} wrong {rtt.get('wrong_outputs')} "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
+            for seg, v in server_side.get("segments_us", {}).items():
+                print(f"  {key} {seg:12s} p50 {v['p50']:7.1f} p99 {v['p99']:7.1f} p99.9 {v['p999']:7.1f} us",
+                      flush=True)
         z, p = results["paths"][f"zmqrt [{mode}]"], results["paths"][f"prototype [{mode}]"]
         if "p50" not in z["roundtrip_us"] or "p50" not in z["server_side_us"]:
             results[f"ratio_{mode}"] = {"error": "zmqrt returned no ok result"}
@@ -203,13 +214,15 @@ def main() -> None:
                              f"{s.get('p50', nan):.1f}", f"{s.get('p99', nan):.1f}", r["lost"], r["not_ok"]]))
     lines += ["", "Where the round trip goes, per task (µs, p50 / p99 / p99.9): lag = intended to actual send, "
               "inbound = send to server receipt, server = receipt to result sent, outbound = server send to "
-              "producer receipt (zmqrt: only with --trace).", "",
-              md_row(["path", "lag", "inbound", "server", "outbound"]), md_row(["---"] * 5)]
+              "producer receipt (zmqrt: only with --trace); inbound, loop idle: inbound of the tasks sent after the "
+              "server had sent the previous result.", "",
+              md_row(["path", "lag", "inbound", "inbound, loop idle", "server", "outbound"]), md_row(["---"] * 6)]
     for key, row in results["paths"].items():
         seg = row["server_side_us"].get("segments_us")
         if seg:
             lines.append(md_row([key] + [f"{seg[k]['p50']:.1f} / {seg[k]['p99']:.1f} / {seg[k]['p999']:.1f}"
-                                         if k in seg else "-" for k in ("lag", "inbound", "server", "outbound")]))
+                                         if k in seg else "-" for k in ("lag", "inbound", "inbound_idle", "server",
+                                                                       "outbound")]))
     lines.append("")
     for mode in args.modes.split(","):
         rr = results[f"ratio_{mode}"]

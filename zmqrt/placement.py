@@ -58,3 +58,27 @@ def pin_loop(cpu: int | None, fifo_priority: int = 0) -> list[str]:
         except (OSError, AttributeError) as e:
             log.warning("SCHED_FIFO %d not permitted (%s); normal scheduling", fifo_priority, e)
     return done
+
+
+def thread_report() -> list[str]:
+    """One line per thread of this process: native id, name, allowed CPUs, the CPU it last ran on, and its CPU
+    time (user + system, ms), from /proc ([] where /proc is not available). Logged at shutdown, it shows which
+    threads shared the loop's CPU and how busy each was."""
+    lines = []
+    try:
+        tids = sorted(int(t) for t in os.listdir("/proc/self/task"))
+    except OSError:
+        return lines
+    tick_hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+            cpus = sorted(os.sched_getaffinity(tid))
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()  # fields from the state on (field 3 of proc(5))
+        cpu_ms = (int(fields[11]) + int(fields[12])) * 1000 // tick_hz  # utime, stime
+        lines.append(f"thread {tid} {name!r}: CPUs {','.join(map(str, cpus))}, last on {fields[36]}, {cpu_ms} ms CPU")
+    return lines

@@ -38,7 +38,7 @@ from .cuda import CudaError
 from .errors import Code, TaskError
 from .kernels.registry import KernelRegistry, load_registry
 from .latency import LatencyMonitor, LatencyTracker
-from .placement import pin_loop
+from .placement import pin_loop, thread_report
 from .sched import AdmissionControl, ServicePredictor, make_scheduler
 from .trace import ADMITTED, COLLECTED, DECODED, ENCODED, POPPED, RECV, SEEN_DONE, SENT, SUBMITTED, StageTrace
 
@@ -49,11 +49,13 @@ _BEHIND_PASSES = 16  # passes in a row with a frame still waiting before the loo
 # Deferred bookkeeping entries before a busy loop applies them anyway; ZMQRT_BOOKS_MAX=1 applies each at once,
 # right after its send, as before (for A/B runs: bench/NOTES.md 21).
 _BOOKS_MAX = max(1, int(os.environ.get("ZMQRT_BOOKS_MAX", "256")))
-_GC_IDLE_THRESHOLD = 2_000  # young objects before an idle loop pass collects them (about 50 µs)
+# Young objects before an idle loop pass collects them (about 50 µs); ZMQRT_GC_IDLE_THRESHOLD overrides (A/B runs).
+_GC_IDLE_THRESHOLD = int(os.environ.get("ZMQRT_GC_IDLE_THRESHOLD", "2000"))
 _GC_BUSY_THRESHOLD = 200_000  # ...and before a busy loop collects them anyway
 _PROBE_INTERVAL_NS = 10_000_000  # at most one admission probe per (kernel, size class) per 10 ms
 _PROBE_AFTER_REJECTIONS = 16  # ...and only after this many infeasible rejections in a row
 _NS_PER_US = 1e-3
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: IntFlag.__and__ costs ~2 µs
 EXIT_GPU_FAULT = 3  # run_server's exit status after a fatal GPU fault: restart me (zmqrt.supervisor)
 
 
@@ -604,6 +606,10 @@ class Server:
 
     def _serve_stats(self) -> None:
         sock = self.stats_socket
+        # Readiness first: a NOBLOCK recv that finds nothing raises zmq.Again, 5 to 12 µs on the H200 host, once a
+        # millisecond on the loop thread (a frame arriving meanwhile waits for it).
+        if not sock.getsockopt(_EVENTS) & _POLLIN:
+            return
         try:
             sock.recv(zmq.NOBLOCK)
         except zmq.Again:
@@ -758,6 +764,9 @@ class Server:
             for task in tasks:
                 self._fail(task, Code.SHUTDOWN, "server shut down while the task was running", now)
         self._flush_books()
+        if self.cfg.cpu is not None:  # which threads shared the loop's CPU, and how busy each was
+            for line in thread_report():
+                log.info("%s", line)
         log.info("shutdown: %d result(s) sent, %d queued task(s) rejected SHUTDOWN, %d undeliverable",
                  self.results_sent, len(leftover), self.router.undeliverable)
         self.close()
