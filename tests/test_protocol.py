@@ -448,3 +448,21 @@ def test_encode_ok_result_matches_encode_result(shapes, task_id):
             assert encode_ok_result(task_id, outputs, missed, lat) == want
     outputs[0][...] = 7  # same objects, new data: the data is never cached
     assert encode_ok_result(task_id, outputs, False, {}) == encode_result(task_id, Code.OK, "", outputs, False, {})
+
+
+@pytest.mark.parametrize("shapes", [[(1,)], [(256,)], [(300,), (17, 3)]])
+@pytest.mark.parametrize("task_id", [0, 2**40, "abc"])
+def test_ok_encoder_matches_encode_result(shapes, task_id):
+    from ingest.protocol import OkEncoder
+
+    rng = np.random.default_rng()
+    dtypes = (np.float32, np.complex64, np.int32)
+    outputs = [(rng.standard_normal(s) * 100).astype(dtypes[i % 3]) for i, s in enumerate(shapes)]
+    enc = OkEncoder(outputs)
+    for missed in (False, True):
+        for queue_us, service_us in ((0.0, 12.5), (float(rng.uniform()), 1e9 / 3)):
+            want = encode_result(task_id, Code.OK, "", outputs, missed, {"queue": queue_us, "service": service_us})
+            assert enc.encode(task_id, outputs, missed, queue_us, service_us) == want
+    outputs[0][...] = 3  # the data is read per call, never cached
+    assert enc.encode(task_id, outputs, False, 1.0, 2.0) == encode_result(
+        task_id, Code.OK, "", outputs, False, {"queue": 1.0, "service": 2.0})

@@ -44,6 +44,32 @@ def test_every_kernel_matches_numpy(ingest_ep):
             assert res.latency_us["service"] > 0
 
 
+
+class _UntimedCpu(CpuBackend):
+    """The CPU backend answering stage_times as an untimed CUDA lane does (None): the server's per-form encoder."""
+
+    def stage_times(self, lane):
+        return None
+
+
+def test_untimed_results_use_the_form_encoder_and_match_numpy(ingest_ep):
+    registry = load_registry()
+    rng = np.random.default_rng()
+    backend = _UntimedCpu(registry, lanes=2)
+    with running_server(ingest_ep, backend_instance=backend) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as client:
+        for spec in registry:
+            for size in (200, 200, 64):  # the second task of a form reuses its encoder; a new size gets another
+                inputs, params = spec.sample_inputs(rng, size)
+                res = client.call(spec.name, *inputs, params=params, deadline_us=10_000_000)
+                assert res.status.value == "ok", (spec.name, res.code, res.message)
+                want = spec.reference(inputs, spec.check(inputs, params).params)
+                for got, ref in zip(res.outputs, want, strict=True):
+                    np.testing.assert_array_equal(got, ref)
+                assert set(res.latency_us) == {"queue", "service"} and res.latency_us["service"] > 0
+                assert res.missed_deadline is False
+        assert len(server._encoders) >= len(registry)
+
 BAD_TASKS = [
     ("unknown kernel", dict(kernel="nope", inputs=[np.ones(4, np.float32)]), "UNKNOWN_KERNEL"),
     ("wrong arity", dict(kernel="vector_add", inputs=[np.ones(4, np.float32)]), "BAD_ARITY"),
