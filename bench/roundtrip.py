@@ -145,6 +145,28 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     return row, srv
 
 
+def merge_repeats(rows: list[tuple[dict, dict]]) -> dict:
+    """One path's repeats as one entry: each percentile the median over the repeats; lost, not ok, wrong and
+    missed summed; the repeats themselves kept under ``repeats``. One repeat is returned as it is."""
+    if len(rows) == 1:
+        return {"roundtrip_us": rows[0][0], "server_side_us": rows[0][1]}
+    out = {}
+    for i, part in enumerate(("roundtrip_us", "server_side_us")):
+        dicts = [r[i] for r in rows]
+        merged: dict = {}
+        for k in ("p50", "p95", "p99", "p999", "max", "mean"):
+            vals = [d[k] for d in dicts if k in d]
+            if vals:
+                merged[k] = float(np.median(vals))
+        for k in ("n", "lost", "not_ok", "wrong_outputs", "missed"):
+            if any(k in d for d in dicts):
+                merged[k] = int(sum(d.get(k, 0) for d in dicts))
+        merged["repeats"] = [{k: d.get(k) for k in ("p50", "p99", "p999")} for d in dicts]
+        out[part] = merged
+    out["server_side_us"]["segments_us"] = rows[0][1].get("segments_us", {})  # the first repeat's split
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20000, help="measured tasks per path (default 20000)")
@@ -159,6 +181,8 @@ def main() -> None:
     ap.add_argument("--out", help="result name under bench/results (default roundtrip, or roundtrip-trace)")
     ap.add_argument("--trace", action="store_true", help="also record zmqrt's per-task loop trace (costs about "
                     "1 µs a task) and write the results as roundtrip-trace-<card> instead")
+    ap.add_argument("--repeat", type=int, default=1, help="run the paths this many times, alternating; report the "
+                    "median of each figure and of the paired zmqrt/prototype ratios (default 1)")
     ap.add_argument("--no-stats", action="store_true", help="run zmqrt without its stats endpoint (A/B: the loop "
                     "checks that socket once a millisecond)")
     ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS (default: the server "
@@ -176,32 +200,44 @@ def main() -> None:
     total = args.n + args.warm
     for mode in args.modes.split(","):
         spin = mode == "spin"
-        for name, runner in (("zmq echo", lambda s: run_floor(echo_server, total, s, args, rng)),
-                             ("prototype", lambda s: run_floor(prototype_server, total, s, args, rng)),
-                             ("zmqrt", lambda s: run_zmqrt(s, args, rng))):
-            t0 = time.perf_counter()
-            rtt, server_side = runner(spin)
-            key = f"{name} [{mode}]"
-            results["paths"][key] = {"roundtrip_us": rtt, "server_side_us": server_side}
-            print(f"{key:22s} RTT p50 {rtt.get('p50', float('nan')):7.1f} p99 {rtt.get('p99', float('nan')):7.1f} "
-                  f"p99.9 {rtt.get('p999', float('nan')):7.1f} us | server p50 "
-                  f"{server_side.get('p50', float('nan')):6.1f} p99 {server_side.get('p99', float('nan')):6.1f} us"
-                  f" | lost {rtt.get('lost')} not_ok {rtt.get('not_ok')} wrong {rtt.get('wrong_outputs')} "
-                  f"({time.perf_counter() - t0:.1f} s)", flush=True)
-            for seg, v in server_side.get("segments_us", {}).items():
-                print(f"  {key} {seg:12s} p50 {v['p50']:7.1f} p99 {v['p99']:7.1f} p99.9 {v['p999']:7.1f} us",
-                      flush=True)
-        z, p = results["paths"][f"zmqrt [{mode}]"], results["paths"][f"prototype [{mode}]"]
-        if "p50" not in z["roundtrip_us"] or "p50" not in z["server_side_us"]:
+        runs: dict[str, list[tuple[dict, dict]]] = {}
+        # Repeats alternate the paths, so a host that drifts during the call weighs on each path alike; each
+        # figure below is then the median over the repeats, and each ratio the median of the paired ratios.
+        for rep in range(args.repeat):
+            for name, runner in (("zmq echo", lambda s: run_floor(echo_server, total, s, args, rng)),
+                                 ("prototype", lambda s: run_floor(prototype_server, total, s, args, rng)),
+                                 ("zmqrt", lambda s: run_zmqrt(s, args, rng))):
+                t0 = time.perf_counter()
+                rtt, server_side = runner(spin)
+                key = f"{name} [{mode}]"
+                runs.setdefault(key, []).append((rtt, server_side))
+                tag = f" (repeat {rep + 1}/{args.repeat})" if args.repeat > 1 else ""
+                print(f"{key:22s} RTT p50 {rtt.get('p50', float('nan')):7.1f} p99 {rtt.get('p99', float('nan')):7.1f} "
+                      f"p99.9 {rtt.get('p999', float('nan')):7.1f} us | server p50 "
+                      f"{server_side.get('p50', float('nan')):6.1f} p99 {server_side.get('p99', float('nan')):6.1f} "
+                      f"us | lost {rtt.get('lost')} not_ok {rtt.get('not_ok')} wrong {rtt.get('wrong_outputs')} "
+                      f"({time.perf_counter() - t0:.1f} s){tag}", flush=True)
+                for seg, v in server_side.get("segments_us", {}).items():
+                    print(f"  {key} {seg:12s} p50 {v['p50']:7.1f} p99 {v['p99']:7.1f} p99.9 {v['p999']:7.1f} us",
+                          flush=True)
+        for key, rows in runs.items():
+            results["paths"][key] = merge_repeats(rows)
+        zs, ps = runs[f"zmqrt [{mode}]"], runs[f"prototype [{mode}]"]
+        pairs = [(z, p) for z, p in zip(zs, ps, strict=True) if "p50" in z[0] and "p50" in z[1]]
+        if not pairs:
             results[f"ratio_{mode}"] = {"error": "zmqrt returned no ok result"}
             continue
-        results[f"ratio_{mode}"] = {
-            "roundtrip_p50": z["roundtrip_us"]["p50"] / p["roundtrip_us"]["p50"],
-            "roundtrip_p99": z["roundtrip_us"]["p99"] / p["roundtrip_us"]["p99"],
-            "service_p50_vs_proto_server": z["server_side_us"]["p50"] / p["server_side_us"]["p50"],
-            "service_p99_vs_proto_server": z["server_side_us"]["p99"] / p["server_side_us"]["p99"],
+        ratio = {
+            "roundtrip_p50": [z[0]["p50"] / p[0]["p50"] for z, p in pairs],
+            "roundtrip_p99": [z[0]["p99"] / p[0]["p99"] for z, p in pairs],
+            "service_p50_vs_proto_server": [z[1]["p50"] / p[1]["p50"] for z, p in pairs],
+            "service_p99_vs_proto_server": [z[1]["p99"] / p[1]["p99"] for z, p in pairs],
         }
-        print(f"ratios [{mode}]: {results[f'ratio_{mode}']}", flush=True)
+        results[f"ratio_{mode}"] = {k: float(np.median(v)) for k, v in ratio.items()}
+        if args.repeat > 1:
+            results[f"ratio_{mode}"]["per_repeat"] = ratio
+        shown = {k: round(v, 3) for k, v in results[f"ratio_{mode}"].items() if k != "per_repeat"}
+        print(f"ratios [{mode}]: {shown}", flush=True)
     lines = [f"# Producer round trip, 1 KiB vector_add at {args.rate / 1e3:.0f} kHz over ipc: {results['card']}", "",
              "Latency from the intended send time, µs. Server side: receive to send (floors: own timer; zmqrt: "
              "the service stage it reports).", "",
@@ -231,7 +267,9 @@ def main() -> None:
             continue
         lines.append(f"- {mode}: zmqrt / prototype round trip p50 {rr['roundtrip_p50']:.2f}x, p99 "
                      f"{rr['roundtrip_p99']:.2f}x; zmqrt service / prototype server side p50 "
-                     f"{rr['service_p50_vs_proto_server']:.2f}x, p99 {rr['service_p99_vs_proto_server']:.2f}x")
+                     f"{rr['service_p50_vs_proto_server']:.2f}x, p99 {rr['service_p99_vs_proto_server']:.2f}x"
+                     + (f" (medians of {args.repeat} alternating repeats; the table's figures too)"
+                        if args.repeat > 1 else ""))
     lines.append("")
     path = write_results(args.out or ("roundtrip-trace" if args.trace else "roundtrip"), results, "\n".join(lines))
     print(f"wrote {path}")

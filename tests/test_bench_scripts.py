@@ -123,3 +123,30 @@ def test_write_report(tmp_path, monkeypatch):
     assert "peer cupy skipped" in md
     assert "Failed: call_costs" in md
     assert "High Frequency Small" in md
+
+
+def test_roundtrip_repeats_merge_to_medians_and_segments_line_up():
+    from types import SimpleNamespace
+
+    from bench.roundtrip import merge_repeats, segments
+
+    rows = [({"p50": 100.0, "p99": 200.0, "lost": 0, "n": 10}, {"p50": 40.0, "p99": 70.0}),
+            ({"p50": 90.0, "p99": 400.0, "lost": 1, "n": 10}, {"p50": 30.0, "p99": 60.0}),
+            ({"p50": 120.0, "p99": 180.0, "lost": 0, "n": 10}, {"p50": 50.0, "p99": 90.0})]
+    merged = merge_repeats(rows)
+    assert merged["roundtrip_us"]["p50"] == 100.0 and merged["roundtrip_us"]["p99"] == 200.0
+    assert merged["roundtrip_us"]["lost"] == 1 and merged["roundtrip_us"]["n"] == 30
+    assert merged["server_side_us"]["p50"] == 40.0 and len(merged["server_side_us"]["repeats"]) == 3
+    assert merge_repeats(rows[:1]) == {"roundtrip_us": rows[0][0], "server_side_us": rows[0][1]}
+
+    def rec(intended, sent, done, status="ok"):
+        return SimpleNamespace(intended_ns=intended, sent_ns=sent, done_ns=done, status=status)
+
+    # Task 0: sent 1000, received by the server at 1500, result sent at 4000, back at 4600. Task 1 is sent at
+    # 3000, while the server still serves task 0 (not "idle"); task 2 is sent at 9000, after task 1's result.
+    body = [rec(900, 1000, 4600), rec(3000, 3000, 8000), rec(9000, 9100, 12000)]
+    stamps = [(1500, 4000), (4100, 7000), (9400, 11000)]
+    seg = segments(body, stamps)
+    assert seg["lag"]["max"] == 0.1 and seg["inbound"]["max"] == 1.1
+    assert seg["inbound_idle"]["n"] == 1 and seg["inbound_idle"]["p50"] == 0.3
+    assert seg["server"]["p50"] == 2.5 and seg["outbound"]["max"] == 1.0
