@@ -19,9 +19,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import msgpack
 import numpy as np
 
-from .protocol import MAX_DEADLINE_US, TASK_FIELDS, Limits, Task, unpack_task, validate_task
+from zmqrt.errors import Code
+
+from .protocol import (
+    _ZERO_COPY_BYTES,
+    MAX_DEADLINE_US,
+    TASK_FIELDS,
+    Limits,
+    Rejection,
+    Task,
+    unpack_task,
+    validate_task,
+)
 
 __all__ = ["TaskDecoder"]
 
@@ -96,9 +108,43 @@ class TaskDecoder:
         self._forms: dict[tuple, _Form] = {}
         self._replies: set[str] = set()
         self.fast = 0  # tasks decoded by the fast path (diagnostics)
+        # The limits the fast path reads per task, as plain attributes (a frozen dataclass read costs more).
+        self._unpacker = self._new_unpacker()
+        self._max_id_len = limits.max_id_len
+        self._default_priority = limits.default_priority
+        self._priority_levels = limits.priority_levels
+
+    def _new_unpacker(self) -> msgpack.Unpacker:
+        limits = self.limits
+        return msgpack.Unpacker(max_buffer_size=max(_ZERO_COPY_BYTES, limits.max_frame_bytes),
+                                **limits._unpack_kwargs)
+
+    def _unpack(self, frame: bytes) -> dict:
+        """``protocol.unpack_task`` with this decoder's own Unpacker (one thread decodes with it: the server
+        loop): 1.5 µs against 2.0 per 1 KiB task here, the thread-local lookup and a call layer saved."""
+        n = len(frame)
+        if n >= _ZERO_COPY_BYTES:
+            return unpack_task(frame, self.limits)  # large frames: unpackb, no copy into a buffer
+        unpacker = self._unpacker
+        start = unpacker.tell()
+        try:
+            unpacker.feed(frame)
+            msg = unpacker.unpack()
+            used = unpacker.tell() - start
+            if used != n:
+                raise ValueError(f"{n - used} bytes of extra data after the task map")
+        except BaseException as exc:
+            self._unpacker = self._new_unpacker()  # partial data may be left in its buffer: never reuse it
+            if not isinstance(exc, Exception):
+                raise
+            # The words of protocol.unpack_task, so both decoders reject alike.
+            raise Rejection(None, Code.MALFORMED, f"undecodable frame: {type(exc).__name__}: {exc}") from None
+        if type(msg) is not dict:
+            raise Rejection(None, Code.MALFORMED, f"a task is a map, got {type(msg).__name__}")
+        return msg
 
     def decode(self, frame: bytes, recv_ns: int, seq: int) -> Task:
-        msg = unpack_task(frame, self.limits)
+        msg = self._unpack(frame)
         key = _form_key(msg)
         if key is not None:
             form = self._forms.get(key)
@@ -121,11 +167,10 @@ class TaskDecoder:
 
     def _fast(self, msg: dict, form: _Form, recv_ns: int, seq: int) -> Task | None:
         """The task, or None to let the full validator decide (and word any rejection)."""
-        limits = self.limits
         get = msg.get
         task_id = get("id")
         tid_type = type(task_id)
-        if tid_type is not int and (tid_type is not str or not 0 < len(task_id) <= limits.max_id_len):
+        if tid_type is not int and (tid_type is not str or not 0 < len(task_id) <= self._max_id_len):
             return None
         reply_to = get("reply_to")
         if reply_to is not None and (type(reply_to) is not str or reply_to not in self._replies):
@@ -137,12 +182,12 @@ class TaskDecoder:
             data = item.get("data")
             if type(data) is not bytes or len(data) != nbytes:
                 return None
-            array = _frombuffer(data, dtype=dtype)
+            array = _frombuffer(data, dtype)  # dtype as a keyword costs twice as much
             inputs.append(array if shape is None else array.reshape(shape))
         priority = get("priority")
         if priority is None:
-            priority = limits.default_priority
-        elif type(priority) is not int or not 0 <= priority < limits.priority_levels:
+            priority = self._default_priority
+        elif type(priority) is not int or not 0 <= priority < self._priority_levels:
             return None
         deadline_us = get("deadline_us")
         deadline_ns = None

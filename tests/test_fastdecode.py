@@ -86,3 +86,16 @@ def test_repeated_form_uses_the_fast_path_and_sees_new_data():
         np.testing.assert_array_equal(task.inputs[1], b)
         assert task.id == i and task.deadline_ns == 100 + 500_000
     assert dec.fast == 4
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(junk=st.binary(max_size=64), cut=st.integers(0, 400), extra=st.binary(min_size=1, max_size=8))
+def test_undecodable_frames_are_rejected_alike_and_the_decoder_recovers(junk, cut, extra):
+    """The decoder's own Unpacker rejects garbage, truncated frames and trailing bytes with decode_task's exact
+    words, and the next good frame decodes (a failed frame never leaves bytes behind in its buffer)."""
+    dec = TaskDecoder(REGISTRY, LIMITS)
+    good = msgpack.packb(base_task(7))
+    for frame in (junk, good[:cut], good + extra, msgpack.packb([1, 2])):
+        assert outcome(lambda f=frame: dec.decode(f, 0, 1)) == outcome(lambda f=frame: decode_task(f, REGISTRY,
+                                                                                                    LIMITS, 0, 1))
+        assert outcome(lambda: dec.decode(good, 5, 2)) == outcome(lambda: decode_task(good, REGISTRY, LIMITS, 5, 2))
