@@ -476,37 +476,44 @@ class Server:
             buf[base + SENT] = sent_ns
         self.results_sent += 1
         self._inflight_keys.discard((task.reply_to, task.id))
-        if times is not None:
-            stages = {"queue": dispatch_ns - recv_ns, "h2d": times.h2d_ns, "kernel": times.kernel_ns,
-                      "d2h": times.d2h_ns, "service": sent_ns - recv_ns}
-        else:
-            stages = {"queue": dispatch_ns - recv_ns, "service": sent_ns - recv_ns}
-        if task.sent_ns is not None:
-            stages["e2e"] = time.time_ns() - task.sent_ns
-        self._book(task.kernel, task.priority, stages, sent_ns, missed)
-        self.predictor.observe(task.kernel, task.size_class, done_ns - dispatch_ns, task.probe)
+        e2e_ns = time.time_ns() - task.sent_ns if task.sent_ns is not None else None
+        self._book((task.kernel, task.priority, dispatch_ns - recv_ns, sent_ns - recv_ns, e2e_ns, times, sent_ns,
+                    missed, task.size_class, done_ns - dispatch_ns, task.probe))
 
-    def _book(self, kernel: str, priority: int, stages: dict, sent_ns: int, missed: bool) -> None:
-        """Queue a sent task's histogram and counter updates for an idle loop pass (``_flush_books``)."""
+    def _book(self, entry: tuple) -> None:
+        """Queue a sent task's bookkeeping for an idle loop pass (``_flush_books``): ``(kernel, priority,
+        queue_ns, service_ns, e2e_ns or None, StageTimes or None, sent_ns, missed, size_class, run_ns or None,
+        probe)``; ``run_ns`` (dispatch to done) is the predictor's sample, None for a batch's later tasks."""
         books = self._books
-        books.append((kernel, priority, stages, sent_ns, missed))
+        books.append(entry)
         if len(books) >= _BOOKS_MAX:  # never idle (overload): bounded all the same
             self._flush_books()
 
     def _flush_books(self, limit: int = 1 << 30) -> None:
         """Apply up to ``limit`` queued bookkeeping entries, oldest first.
 
-        Why deferred: the five stage histograms and the counters cost about 5 µs of loop time per task on the
-        H200 host. Done right after the send, they delay a frame that is already waiting; done in idle passes,
+        Why deferred: the stage histograms, the counters and the predictor's update cost about 8 µs of loop time
+        per task on the H200 host. Done right after the send, they delay a frame that is already waiting (at
+        10 kHz, the task after a slow one: that was the round trip's tail, bench/NOTES.md 22); done in idle passes,
         one entry per pass, a frame arriving meanwhile waits for at most one entry. Every reader of the tracker
-        on the loop thread (monitor line, stats answer, shutdown) flushes first, so nothing it reports is late.
+        on the loop thread (monitor line, stats answer, shutdown) flushes first, so nothing it reports is late;
+        admission reads a prediction at most one idle pass (or ``_BOOKS_MAX`` tasks under overload) old.
         """
         books = self._books
         n = min(limit, len(books))
-        record, count_ok = self.tracker.record_stages, self.tracker.count_ok
-        for kernel, priority, stages, sent_ns, missed in books[:n]:
+        record, count_ok, observe = self.tracker.record_stages, self.tracker.count_ok, self.predictor.observe
+        for kernel, priority, queue_ns, service_ns, e2e_ns, times, sent_ns, missed, sc, run_ns, probe in books[:n]:
+            if times is None:
+                stages = {"queue": queue_ns, "service": service_ns}
+            else:
+                stages = {"queue": queue_ns, "h2d": times.h2d_ns, "kernel": times.kernel_ns, "d2h": times.d2h_ns,
+                          "service": service_ns}
+            if e2e_ns is not None:
+                stages["e2e"] = e2e_ns
             record(kernel, priority, stages)
             count_ok(sent_ns, missed)
+            if run_ns is not None:
+                observe(kernel, sc, run_ns, probe)
         del books[:n]
 
     def _complete_batch(self, lane: int) -> None:
@@ -535,20 +542,20 @@ class Server:
         sent_ns = time.monotonic_ns()
         self.results_sent += len(batch)
         trace = self.trace
+        # The predictor learns the batch's run once, for the size class of all its inputs (the first entry).
+        run_ns, batch_class = done_ns - dispatch_ns, size_class(len(batch) * batch[0].in_bytes)
         for task, late in zip(batch, missed):  # noqa: B905 - one flag per task
             self._inflight_keys.discard((task.reply_to, task.id))
-            stages = {"queue": dispatch_ns - task.recv_ns, "service": sent_ns - task.recv_ns}
-            if task.sent_ns is not None:
-                stages["e2e"] = time.time_ns() - task.sent_ns
-            self._book(task.kernel, task.priority, stages, sent_ns, late)
+            e2e_ns = time.time_ns() - task.sent_ns if task.sent_ns is not None else None
+            self._book((task.kernel, task.priority, dispatch_ns - task.recv_ns, sent_ns - task.recv_ns, e2e_ns, None,
+                        sent_ns, late, batch_class, run_ns, False))
+            run_ns = None
             if trace is not None and task.trace_row >= 0:
                 base = task.trace_row
                 trace.buf[base + SEEN_DONE] = seen_ns
                 trace.buf[base + COLLECTED] = done_ns
                 trace.buf[base + ENCODED] = encoded_ns
                 trace.buf[base + SENT] = sent_ns
-        first = batch[0]
-        self.predictor.observe(first.kernel, size_class(len(batch) * first.in_bytes), done_ns - dispatch_ns)
 
     def _lane_tasks(self, lane: int) -> list[Task]:
         """The tasks a busy lane is running: its batch, or its one task."""
