@@ -113,7 +113,8 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     stats = None if getattr(args, "no_stats", False) else f"ipc://{tmp}/stats"
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=stats, lanes=args.lanes,
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
-                       cpu=cpus["loop"] if cpus else None)
+                       cpu=cpus["loop"] if cpus else None,
+                       resident=getattr(args, "resident", False))
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:
@@ -183,6 +184,8 @@ def main() -> None:
                     "1 µs a task) and write the results as roundtrip-trace-<card> instead")
     ap.add_argument("--repeat", type=int, default=1, help="run the paths this many times, alternating; report the "
                     "median of each figure and of the paired zmqrt/prototype ratios (default 1)")
+    ap.add_argument("--resident", action="store_true", help="run zmqrt with --resident (small vector_add on a "
+                    "kernel resident on each lane)")
     ap.add_argument("--no-stats", action="store_true", help="run zmqrt without its stats endpoint (A/B: the loop "
                     "checks that socket once a millisecond)")
     ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS (default: the server "

@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--policy", default="edf", choices=["edf", "fp", "rm", "ps"])
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--spin", action="store_true")
+    ap.add_argument("--resident", action="store_true", help="server --resident (small vector_add on resident lanes)")
     ap.add_argument("--warm-seconds", type=float, default=1.0)
     ap.add_argument("--batch-max", type=int, default=1, help="server --batch-max (default 1: off, as the server)")
     ap.add_argument("--out", default="stream", help="result name under bench/results (default stream)")
@@ -66,7 +67,8 @@ def main() -> None:
         plan.append(Planned(i * period_ns, kernel, pools[kernel][i % 32], priority=prio, deadline_us=dl, tag=kernel))
     tmp = tempfile.mkdtemp(prefix="zrt")
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", lanes=args.lanes, policy=args.policy,
-                       spin=args.spin, cpu=cpus["loop"] if cpus else None, batch_max=args.batch_max)
+                       spin=args.spin, cpu=cpus["loop"] if cpus else None, batch_max=args.batch_max,
+                       resident=args.resident)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:

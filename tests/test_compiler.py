@@ -104,3 +104,11 @@ def test_kernels_command_takes_a_relative_kernels_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["kernels", "--kernels-dir", "uk", "--out", str(tmp_path / "out"), "--no-cache"]) == 0
     assert any((tmp_path / "out").glob("scale_add.*.ptx"))
+
+
+def test_resident_lane_source_compiles_without_a_gpu():
+    from zmqrt.backends.resident import SOURCE
+    from zmqrt.compiler import compile_one
+
+    compiled = compile_one("resident", SOURCE, "sm_90", None, want_cubin=False)
+    assert b".entry resident_lane" in compiled.ptx

@@ -413,3 +413,19 @@ def test_deferred_bookkeeping_is_applied_when_the_loop_idles(ingest_ep):
             time.sleep(0.005)
         assert server.tracker.ok == 50 and not server._books
         assert server.tracker.stage_summaries()["service"]["count"] == 50
+
+
+def test_resident_flag_is_ignored_with_a_warning_on_the_cpu_backend(ingest_ep, caplog):
+    with caplog.at_level("WARNING"), running_server(ingest_ep, resident=True) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as client:
+        a = np.arange(8, dtype=np.float32)
+        res = client.call("vector_add", a, a)
+        assert res.status.value == "ok"
+        np.testing.assert_array_equal(res.outputs[0], a + a)
+    assert "resident lanes need the CUDA backend" in caplog.text
+
+
+def test_serve_help_explains_resident():
+    out = subprocess.run([sys.executable, "-m", "zmqrt.cli", "serve", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "--resident" in out.stdout and "mapped host memory" in out.stdout

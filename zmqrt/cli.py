@@ -47,6 +47,9 @@ def _add_serve(sub) -> None:
                    "~/.cache/zmqrt)")
     p.add_argument("--spin", action="store_true", default=None, help="busy-poll even when idle (lowest latency, "
                    "burns a core)")
+    p.add_argument("--resident", action="store_true", default=None, help="serve small vector_add and saxpy tasks "
+                   "from a kernel resident on each lane, fed through mapped host memory: no driver call per task "
+                   "(about 11 µs less per task on an H200 host), at the cost of one SM per lane polling over PCIe")
     p.add_argument("--stage-timing-every", type=int, metavar="N", help="record GPU events around h2d/kernel/d2h "
                    "on every Nth task (default 256; 1: every task; 0: never). A timed task costs 20 to 25 µs more")
     p.add_argument("--batch-max", type=int, metavar="K", help="run up to K queued tasks of one form of a row-wise "
@@ -102,7 +105,7 @@ def cmd_serve(args) -> int:
         "backend", "device", "ingest", "results", "stats", "metrics_port", "policy", "lanes", "max_task_bytes",
         "priority_levels", "queue_capacity", "admission", "expire", "cache_dir", "spin", "stage_timing_every",
         "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path",
-        "batch_max")}
+        "batch_max", "resident")}
     overrides["kernels_dirs"] = args.kernels_dir
     try:
         cfg = build_config(args.config, **overrides)

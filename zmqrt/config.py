@@ -43,6 +43,9 @@ class ServerConfig:
     kernels_dirs: list[str] = field(default_factory=list)
     cache_dir: str | None = None
     spin: bool = False  # busy-poll sockets and events even when idle
+    # Small vector_add/saxpy tasks run on a kernel resident on each lane, fed through mapped host memory: no driver
+    # call per task (zmqrt.backends.resident). Costs one SM per lane, polling host memory even when idle.
+    resident: bool = False
     cpu: int | None = None  # pin the loop thread to this CPU (ZeroMQ's I/O thread keeps the others)
     fifo_priority: int = 0  # SCHED_FIFO priority for the loop thread where permitted; 0: normal scheduling
     # GPU events around h2d/kernel/d2h on every Nth task; 0: never. A timed task records four events and takes the

@@ -74,7 +74,8 @@ class Server:
         self._closed = False
         self.backend = backend if backend is not None else make_backend(
             cfg.backend, self.registry, device=cfg.device, lanes=cfg.lanes, max_task_bytes=cfg.max_task_bytes,
-            cache=KernelCache(cfg.cache_dir) if cfg.cache_dir else None, timing=cfg.stage_timing_every > 0)
+            cache=KernelCache(cfg.cache_dir) if cfg.cache_dir else None, timing=cfg.stage_timing_every > 0,
+            resident=cfg.resident)
         patterns = tuple(cfg.reply_to_patterns) if cfg.reply_to_patterns else DEFAULT_REPLY_PATTERNS
         self.limits = Limits(max_task_bytes=cfg.max_task_bytes, priority_levels=cfg.priority_levels,
                              reply_to_patterns=patterns)
@@ -179,7 +180,8 @@ class Server:
             f"stats: {self.cfg.stats or 'off'}; metrics: "
             f"{f'http://127.0.0.1:{self.metrics.port}/metrics' if self.metrics else 'off'}",
             f"policy: {self.cfg.policy}, lanes: {self.backend.lanes}, max task: {self.cfg.max_task_bytes} bytes, "
-            f"admission: {self.cfg.admission}, expire: {self.cfg.expire}, spin: {self.cfg.spin}",
+            f"admission: {self.cfg.admission}, expire: {self.cfg.expire}, spin: {self.cfg.spin}, "
+            f"resident: {self.cfg.resident}",
         ]
 
     # ------------------------------------------------------------------ results

@@ -22,7 +22,7 @@ def cuda_available(device: int = 0) -> tuple[bool, str]:
 
 
 def make_backend(kind: str, registry, device: int = 0, lanes: int = 4, max_task_bytes: int = 1 << 20,
-                 cache=None, timing: bool = True) -> Backend:
+                 cache=None, timing: bool = True, resident: bool = False) -> Backend:
     if kind not in ("auto", "cuda", "cpu"):
         raise ValueError(f"backend must be auto, cuda or cpu, not {kind!r}")
     if kind == "auto":
@@ -34,7 +34,9 @@ def make_backend(kind: str, registry, device: int = 0, lanes: int = 4, max_task_
             kind = "cuda"
     if kind == "cpu":
         from .cpu import CpuBackend
+        if resident:
+            log.warning("resident lanes need the CUDA backend; ignored on the CPU backend")
         return CpuBackend(registry, lanes=lanes, max_task_bytes=max_task_bytes)
     from .cuda import CudaBackend
     return CudaBackend(registry, device=device, lanes=lanes, max_task_bytes=max_task_bytes, cache=cache,
-                       timing=timing)
+                       timing=timing, resident=resident)

@@ -1,0 +1,102 @@
+"""The persistent-kernel floor (bench/persistent_floor.py) computes right: every task on fresh random inputs with
+the output poisoned first, across many requests, and the kernel stops when asked.
+
+Needs a CUDA device (marker ``gpu``); skipped cleanly without one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.gpu_support import requires_cuda
+
+pytestmark = [pytest.mark.gpu, requires_cuda]
+
+
+def test_resident_kernel_answers_each_request_with_its_own_sum():
+    from bench.persistent_floor import NEL, ResidentVadd, verify
+
+    rng = np.random.default_rng()
+    with ResidentVadd(timeout_s=5.0) as res:
+        assert verify(res, 500, rng) == 0
+        a = rng.standard_normal(NEL).astype(np.float32)
+        b = rng.standard_normal(NEL).astype(np.float32)
+        res.c[...] = np.nan
+        np.testing.assert_allclose(res.run(a, b), a + b, rtol=1e-6)
+        assert res.seq == 501
+    res.close()  # idempotent
+
+
+def _backend(resident: bool, lanes: int = 2):
+    from zmqrt.backends.cuda import CudaBackend
+    from zmqrt.kernels.registry import load_registry
+
+    return CudaBackend(load_registry(), lanes=lanes, max_task_bytes=1 << 18, resident=resident)
+
+
+def _run(backend, lane, spec, inputs, params, timed=False):
+    checked = spec.check(inputs, params)
+    backend.submit(lane, spec, inputs, checked, timed)
+    backend.wait(lane)
+    return [np.array(o, copy=True) for o in backend.collect(lane)]
+
+
+def test_resident_lanes_match_numpy_and_the_launched_kernels_bit_for_bit():
+    """One backend only: a driver call that allocates or loads while resident blocks run may wait for them."""
+    from zmqrt.backends.resident import MAX_ELEMENTS
+
+    rng = np.random.default_rng()
+    with _backend(True) as be:
+        registry = be.registry
+        for name, params in (("vector_add", {}), ("saxpy", {"alpha": 1.7})):
+            spec = registry.get(name)
+            for shape in ((1,), (100,), (256,), (16, 64), (MAX_ELEMENTS,), (MAX_ELEMENTS + 1,)):
+                for lane in (0, 1):
+                    inputs = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
+                    for r in be._resident:
+                        r._out[:] = np.nan  # poisoned: a stale or skipped output cannot pass
+                    got = _run(be, lane, spec, inputs, params)
+                    assert be._on_resident[lane] == (inputs[0].size <= MAX_ELEMENTS), (name, shape)
+                    want = spec.reference(inputs, spec.check(inputs, params).params)
+                    np.testing.assert_array_equal(got[0], want[0])
+                    launched = _run(be, lane, spec, inputs, params, timed=True)  # the launched kernel, with events
+                    assert not be._on_resident[lane]
+                    np.testing.assert_array_equal(got[0], launched[0])
+                    assert got[0].shape == shape
+
+
+def test_timed_and_other_kernels_take_the_launched_path_on_the_same_lane():
+    rng = np.random.default_rng()
+    with _backend(True, lanes=1) as be:
+        va, fft = be.registry.get("vector_add"), be.registry.get("fft")
+        for i in range(20):
+            inputs = [rng.standard_normal(256).astype(np.float32) for _ in range(2)]
+            timed = i % 3 == 0
+            got = _run(be, 0, va, inputs, {}, timed=timed)
+            assert be._on_resident[0] is (not timed)
+            np.testing.assert_array_equal(got[0], inputs[0] + inputs[1])
+            assert (be.stage_times(0) is None) is (not timed)
+            x = (rng.standard_normal(128) + 1j * rng.standard_normal(128)).astype(np.complex64)
+            out = _run(be, 0, fft, [x], {})
+            assert not be._on_resident[0]
+            np.testing.assert_allclose(out[0], np.fft.fft(x), rtol=1e-4, atol=1e-4)
+
+
+def test_server_with_resident_lanes_end_to_end(endpoint):
+    from ingest.client import Client
+    from tests.server_support import running_server
+    from zmqrt.kernels.registry import load_registry
+
+    rng = np.random.default_rng()
+    with running_server(endpoint(), backend="cuda", resident=True, lanes=2, stage_timing_every=4) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as client:
+        assert "resident lanes" in server.backend.description
+        registry = load_registry()
+        for i in range(60):
+            spec = registry.get(("vector_add", "saxpy", "matmul")[i % 3])
+            inputs, params = spec.sample_inputs(rng, 300)
+            res = client.call(spec.name, *inputs, params=params)
+            assert res.status.value == "ok", (spec.name, res.code, res.message)
+            want = spec.reference(inputs, spec.check(inputs, params).params)
+            np.testing.assert_allclose(res.outputs[0], want[0], rtol=1e-5, atol=1e-5)
