@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead"]
+SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead",
+           "persistent_floor"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -150,3 +151,11 @@ def test_roundtrip_repeats_merge_to_medians_and_segments_line_up():
     assert seg["lag"]["max"] == 0.1 and seg["inbound"]["max"] == 1.1
     assert seg["inbound_idle"]["n"] == 1 and seg["inbound_idle"]["p50"] == 0.3
     assert seg["server"]["p50"] == 2.5 and seg["outbound"]["max"] == 1.0
+
+
+def test_persistent_floor_kernel_compiles_without_a_gpu():
+    from bench.persistent_floor import SRC
+    from zmqrt.compiler import compile_source
+
+    images = compile_source(SRC, "resident.cu", "sm_90", want_cubin=False)
+    assert b".entry resident_vadd" in images.ptx
