@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead",
-           "persistent_floor"]
+           "persistent_floor", "resident_probe"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
