@@ -1,7 +1,8 @@
 // The resident lane (zmqrt/backends/resident.py): one block that never returns, serving small elementwise tasks
 // from a mailbox in mapped pinned host memory, so that a task costs no driver call (no launch, no query).
 //
-// Mailbox (unsigned int words): [0] request number (host), [1] done number (this kernel), [2] stop (host),
+// Mailbox (unsigned int words): [0] request number (host), [1] done number (this kernel), [2] stop (host: return
+// once no request is pending),
 // [3] op, [4] n, [5] alpha (float bits), [6] element offset of the second input. The host writes the inputs and
 // words 3..6 before word 0; x86 stores reach the device in program order. Thread 0 polls word 0 (volatile: each
 // poll reads host memory), __syncthreads hands the request to the block, __threadfence_system orders the output
@@ -18,12 +19,15 @@ extern "C" __global__ void resident_lane(volatile unsigned int* ctrl, const floa
 {
     __shared__ unsigned int req, op, n, off;
     __shared__ float alpha;
-    unsigned int last = 0;
+    // The done number, not 0: the host stops and restarts the block around driver calls that wait for running
+    // kernels (graph instantiation), and a restarted block must not serve the last request again.
+    unsigned int last = ctrl[1];
     for (;;) {
         if (threadIdx.x == 0) {
             unsigned int r;
+            // A pending request is served before a stop is obeyed: the host may stop a lane with a task in flight.
             while ((r = ctrl[0]) == last && ctrl[2] == 0u) { }
-            if (ctrl[2] != 0u) {
+            if (r == last) {
                 req = RESIDENT_EXIT;
             } else {
                 __threadfence_system();

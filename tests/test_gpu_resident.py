@@ -100,3 +100,26 @@ def test_server_with_resident_lanes_end_to_end(endpoint):
             assert res.status.value == "ok", (spec.name, res.code, res.message)
             want = spec.reference(inputs, spec.check(inputs, params).params)
             np.testing.assert_allclose(res.outputs[0], want[0], rtol=1e-5, atol=1e-5)
+
+
+def test_cold_paths_pause_the_blocks_without_losing_a_task_in_flight():
+    """Graph instantiation waits for running kernels (measured on the H200), so a lane's capture stops the resident
+    blocks and starts them again. A resident task in flight on another lane is served before its block stops, and
+    a restarted block does not serve the last request twice."""
+    rng = np.random.default_rng()
+    with _backend(True, lanes=2) as be:
+        va, fft = be.registry.get("vector_add"), be.registry.get("fft")
+        for n in (64, 128, 256, 512, 1024):  # each new fft shape is captured on its second and third use
+            for _ in range(3):
+                a, b = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+                be._resident[1]._out[:] = np.nan
+                be.submit(1, va, [a, b], va.check([a, b], {}), False)  # in flight on lane 1's block
+                assert be._on_resident[1]
+                x = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(np.complex64)
+                got = _run(be, 0, fft, [x], {})
+                np.testing.assert_allclose(got[0], np.fft.fft(x), rtol=1e-3, atol=1e-3)
+                be.wait(1)
+                np.testing.assert_array_equal(be.collect(1)[0], a + b)
+        assert be.pauses >= 5
+        done = int(be._resident[1].ctrl[1])
+        assert done == be._resident[1].seq  # nothing served twice or skipped

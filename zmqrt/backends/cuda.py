@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from ..compiler import KernelCache, compile_registry, nvrtc_version
 from ..cuda import CudaError, Device, Module, check
 from .base import Backend, StageTimes
 from .lane import Lane
-from .resident import ResidentLane, load_module
+from .resident import ResidentLane, load_module, stop_all
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class CudaBackend(Backend):
         # runs on its resident block.
         self._resident: list[ResidentLane] | None = None
         self._on_resident = [False] * lanes
+        self.pauses = 0  # times the resident blocks were stopped for a cold-path driver call
         self.device = Device(device)
         self.context = self.device.retain_context()
         info = self.device.info
@@ -69,6 +71,10 @@ class CudaBackend(Backend):
                 self._resident = []
                 for i in range(lanes):
                     self._resident.append(ResidentLane(module, stream_priority_for(i, lanes, least, greatest)))
+                for res in self._resident:  # last: no allocation or load may follow a running block
+                    res.start()
+                for ln in self._lanes:
+                    ln.guard = self._paused
         except BaseException:
             self.close()
             raise
@@ -104,6 +110,18 @@ class CudaBackend(Backend):
             kernel = by_path[str(spec.source_path.resolve())].kernel(spec.entry)
             self._kernels[spec.name] = kernel
         return t1 - t0, time.perf_counter() - t1
+
+    @contextmanager
+    def _paused(self):
+        """The resident blocks stopped around a driver call that waits for running kernels (a lane's graph
+        capture or eviction: a cold path, once per task shape and lane). Pending resident tasks finish first."""
+        running = stop_all(self._resident or ())
+        try:
+            yield
+        finally:
+            for res in running:
+                res.start()
+            self.pauses += 1
 
     def bind_thread(self) -> None:
         # Launches and copies name their stream, but graph capture and instantiation use the calling thread's
@@ -173,7 +191,12 @@ class CudaBackend(Backend):
         return self._lanes[index]
 
     def close(self) -> None:
-        for res in self._resident or ():  # first: a resident block must have returned before its module goes
+        # First, and all at once: freeing memory waits for every running kernel, resident blocks included.
+        try:
+            stop_all(self._resident or ())
+        except Exception:  # a poisoned context: each close frees what it can
+            pass
+        for res in self._resident or ():
             res.close()
         self._resident = None
         self._on_resident = [False] * len(self._on_resident)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import numpy as np
 from cuda.bindings import driver as cu
@@ -107,6 +108,9 @@ class Lane:
         self._h_out = self.h_out.ptr
         self._ev = (self.ev_start.handle, self.ev_h2d.handle, self.ev_kernel.handle, self.ev_done.handle)
         self.busy = False
+        # Wraps the driver calls that wait for the context's running kernels (the CUDA backend's resident lanes
+        # pause their blocks around them).
+        self.guard = nullcontext
 
     def prepared(self, key: tuple, kernel, plan_fn, inputs: Sequence[np.ndarray],
                  outputs: Sequence[tuple[tuple[int, ...], np.dtype]]) -> Prepared:
@@ -115,7 +119,8 @@ class Lane:
         if prep is None:
             prep = Prepared(self, kernel, plan_fn(), [(a.shape, a.dtype) for a in inputs], outputs)
             if len(self._prepared) >= _PREPARED_PER_LANE:
-                self._prepared.popitem(last=False)[1].close()
+                with self.guard():  # destroying a graph may wait for running kernels
+                    self._prepared.popitem(last=False)[1].close()
                 self.by_checked.clear()  # it may point at the launch just closed
             self._prepared[key] = prep
         return prep
@@ -179,7 +184,7 @@ class Lane:
 
     def _capture(self, prep: Prepared):
         """Capture ``prep``'s untimed sequence as a graph on this lane's stream; its executable handle."""
-        with Graph.capture(self.stream) as cap:
+        with self.guard(), Graph.capture(self.stream) as cap:  # instantiation may wait for running kernels
             self._enqueue(prep, False)
         prep.graph = cap.graph
         prep.graph_exec = cap.graph.handle

@@ -64,9 +64,16 @@ class ResidentLane:
         self.seq = 0
         self._polls = 0
         self._outputs: list[np.ndarray] = []
-        func = module.kernel("resident_lane").func
-        cu_check(cu.cuLaunchKernel(func, 1, 1, 1, _THREADS, 1, 1, 0, self.stream.handle, self._args.address, 0),
-                 "cuLaunchKernel(resident_lane)")
+        self._func = module.kernel("resident_lane").func
+        self.running = False
+
+    def start(self) -> None:
+        """Launch the block. Start every lane only after all are built: allocating after a block runs may wait."""
+        self.ctrl[_STOP] = 0
+        self._polls = 0
+        cu_check(cu.cuLaunchKernel(self._func, 1, 1, 1, _THREADS, 1, 1, 0, self.stream.handle, self._args.address,
+                                   0), "cuLaunchKernel(resident_lane)")
+        self.running = True
 
     @staticmethod
     def accepts(name: str, inputs: Sequence[np.ndarray]) -> bool:
@@ -113,15 +120,43 @@ class ResidentLane:
         """The outputs: views into mapped memory, valid until the next submit on this lane."""
         return self._outputs
 
+    def stop(self) -> None:
+        """Ask the block to return once it has served any pending request; no wait, no driver call."""
+        if self.running:
+            self.ctrl[_STOP] = 1
+
+    def join(self) -> None:
+        """Wait for a stopped block to return (raises the context's sticky error, if any)."""
+        if self.running:
+            self.running = False
+            self.stream.synchronize()
+
     def close(self) -> None:
-        """Stop the block and free the lane (idempotent). After a sticky error the stream reports it at once."""
+        """Stop the block and free the lane (idempotent). After a sticky error the stream reports it at once.
+
+        Freeing pinned memory (cuMemFreeHost) waits for every running kernel of the context, so with several
+        lanes call ``stop_all`` first: closing one lane while another's block still runs hangs
+        (``bench/resident_probe.py``)."""
         if self._closed:
             return
         self._closed = True
-        self.ctrl[_STOP] = 1
+        self.stop()
         try:
-            self.stream.synchronize()
+            self.join()
         except Exception:  # a poisoned context: nothing left to stop
             pass
         for res in (self._out_buf, self._in_buf, self._ctrl_buf, self.stream):
             res.close()
+
+
+def stop_all(lanes: Sequence[ResidentLane]) -> list[ResidentLane]:
+    """Stop every running block, then wait for each; the lanes that were running, to ``start`` again.
+
+    All stop before any is waited for, so the pause costs one block's exit, not one per lane. Needed before any
+    driver call that waits for running kernels: freeing memory, and (measured on the H200) graph instantiation."""
+    running = [lane for lane in lanes if lane.running]
+    for lane in running:
+        lane.stop()
+    for lane in running:
+        lane.join()
+    return running
