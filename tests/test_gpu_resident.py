@@ -121,5 +121,5 @@ def test_cold_paths_pause_the_blocks_without_losing_a_task_in_flight():
                 be.wait(1)
                 np.testing.assert_array_equal(be.collect(1)[0], a + b)
         assert be.pauses >= 5
-        done = int(be._resident[1].ctrl[1])
+        done = be._resident[1].done_number
         assert done == be._resident[1].seq  # nothing served twice or skipped

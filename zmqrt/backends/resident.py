@@ -17,6 +17,7 @@ dies (a sticky error) never publishes its done number: ``poll`` checks the block
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,10 +32,10 @@ from ..cuda._check import error_for
 SOURCE = Path(__file__).resolve().parents[2] / "ptx" / "resident.cu"
 MAX_ELEMENTS = 4096  # per input (16 KiB of float32)
 OPS = {"vector_add": 1, "saxpy": 2}  # kernel name -> op code of ptx/resident.cu
-_EXIT = 0xFFFFFFFF
+_EXIT_OP = 255
 _THREADS = 256
 _CHECK_EVERY = 4096  # polls between checks that the resident block is still alive (one stream query)
-_REQ, _DONE, _STOP, _OP, _N, _ALPHA, _OFF = range(7)
+_DONE_BYTE = 64  # the done number's own cache line: the host polls it while the device reads the mailbox
 
 
 def load_module(arch: str, cache: KernelCache | None) -> Module:
@@ -47,29 +48,36 @@ class ResidentLane:
 
     def __init__(self, module: Module, stream_priority: int = 0) -> None:
         self._closed = False
+        self.running = False
         self.stream = Stream(stream_priority)
-        self._ctrl_buf = PinnedBuffer(64, mapped=True)
+        self._ctrl_buf = PinnedBuffer(128, mapped=True)
         self._in_buf = PinnedBuffer(2 * MAX_ELEMENTS * 4, mapped=True)
         self._out_buf = PinnedBuffer(MAX_ELEMENTS * 4, mapped=True)
-        self.ctrl = self._ctrl_buf.view.view(np.uint32)
-        self.ctrl[:] = 0
-        self._ctrl_f32 = self._ctrl_buf.view.view(np.float32)
+        self._ctrl_buf.view[:] = 0
+        self._mbox = self._ctrl_buf.view[:16].view(np.uint64)  # words A and B of ptx/resident.cu
+        self._done = self._ctrl_buf.view[_DONE_BYTE:_DONE_BYTE + 4].view(np.uint32)
         self._in = self._in_buf.view.view(np.float32)
         self._out = self._out_buf.view.view(np.float32)
-        self.ctrl[_OFF] = MAX_ELEMENTS  # the second input's slot
-        self._args = KernelArgs(3)
+        self._args = KernelArgs(5)
         self._args.set_ptr(0, self._ctrl_buf.device_ptr)
-        self._args.set_ptr(1, self._in_buf.device_ptr)
-        self._args.set_ptr(2, self._out_buf.device_ptr)
+        self._args.set_ptr(1, self._ctrl_buf.device_ptr + _DONE_BYTE)
+        self._args.set_ptr(2, self._in_buf.device_ptr)
+        self._args.set_ptr(3, self._out_buf.device_ptr)
+        self._args.set_i32(4, MAX_ELEMENTS)  # the second input's element offset
+        self._func = module.kernel("resident_lane").func
         self.seq = 0
         self._polls = 0
         self._outputs: list[np.ndarray] = []
-        self._func = module.kernel("resident_lane").func
-        self.running = False
+        # (op, shape) -> (first input view, second input view, [output view], word A's upper half): built once
+        # per task form, so a submit is two copies and two 8-byte stores.
+        self._forms: dict[tuple[int, tuple[int, ...]], tuple] = {}
+
+    @property
+    def done_number(self) -> int:
+        return int(self._done[0])
 
     def start(self) -> None:
         """Launch the block. Start every lane only after all are built: allocating after a block runs may wait."""
-        self.ctrl[_STOP] = 0
         self._polls = 0
         cu_check(cu.cuLaunchKernel(self._func, 1, 1, 1, _THREADS, 1, 1, 0, self.stream.handle, self._args.address,
                                    0), "cuLaunchKernel(resident_lane)")
@@ -79,23 +87,35 @@ class ResidentLane:
     def accepts(name: str, inputs: Sequence[np.ndarray]) -> bool:
         return name in OPS and inputs[0].size <= MAX_ELEMENTS
 
+    def _form(self, op: int, shape: tuple[int, ...]) -> tuple:
+        n = 1
+        for d in shape:
+            n *= d
+        form = (self._in[:n].reshape(shape), self._in[MAX_ELEMENTS:MAX_ELEMENTS + n].reshape(shape),
+                [self._out[:n].reshape(shape)], (n | op << 24) << 32)
+        if len(self._forms) >= 256:
+            self._forms.clear()
+        self._forms[(op, shape)] = form
+        return form
+
     def submit(self, name: str, inputs: Sequence[np.ndarray], checked) -> None:
         """Start one eligible task (``accepts`` said so) on this lane; the lane must be idle."""
-        n = inputs[0].size
-        self._in[:n] = inputs[0].reshape(-1)
-        self._in[MAX_ELEMENTS:MAX_ELEMENTS + n] = inputs[1].reshape(-1)
-        ctrl = self.ctrl
-        ctrl[_OP] = OPS[name]
-        ctrl[_N] = n
-        if name == "saxpy":
-            self._ctrl_f32[_ALPHA] = checked.params["alpha"]
-        shape = checked.outputs[0][0]
-        self._outputs = [self._out[:n].reshape(shape)]
-        self.seq = seq = (self.seq + 1) & 0x7FFFFFFF or 1  # never 0 (the initial done number) nor _EXIT
-        ctrl[_REQ] = seq  # last: the inputs and the words above are in host memory before the device sees it
+        a, b = inputs
+        op = OPS[name]
+        form = self._forms.get((op, a.shape)) or self._form(op, a.shape)
+        form[0][...] = a
+        form[1][...] = b
+        self._outputs = form[2]
+        self.seq = seq = (self.seq + 1) & 0xFFFFFFFF or 1
+        self._post(seq, form[3], _f32_bits(checked.params["alpha"]) if op == 2 else 0)
+
+    def _post(self, seq: int, upper_a: int, alpha_bits: int) -> None:
+        mbox = self._mbox
+        mbox[1] = seq | alpha_bits << 32  # word B first: a read between the two stores sees unequal numbers
+        mbox[0] = seq | upper_a  # last: the inputs are in host memory before the device can see the request
 
     def poll(self) -> bool:
-        if self.ctrl[_DONE] == self.seq:
+        if self._done[0] == self.seq:
             return True
         self._polls += 1
         if self._polls >= _CHECK_EVERY:
@@ -121,9 +141,11 @@ class ResidentLane:
         return self._outputs
 
     def stop(self) -> None:
-        """Ask the block to return once it has served any pending request; no wait, no driver call."""
+        """Post the exit request once the pending request (if any) is served; the block then returns."""
         if self.running:
-            self.ctrl[_STOP] = 1
+            self.wait()
+            self.seq = seq = (self.seq + 1) & 0xFFFFFFFF or 1
+            self._post(seq, _EXIT_OP << 56, 0)
 
     def join(self) -> None:
         """Wait for a stopped block to return (raises the context's sticky error, if any)."""
@@ -140,8 +162,8 @@ class ResidentLane:
         if self._closed:
             return
         self._closed = True
-        self.stop()
         try:
+            self.stop()
             self.join()
         except Exception:  # a poisoned context: nothing left to stop
             pass
@@ -160,3 +182,11 @@ def stop_all(lanes: Sequence[ResidentLane]) -> list[ResidentLane]:
     for lane in running:
         lane.join()
     return running
+
+
+def _f32_bits(value: float) -> int:
+    return _F32_TO_U32(_PACK_F32(value))[0]
+
+
+_PACK_F32 = struct.Struct("<f").pack
+_F32_TO_U32 = struct.Struct("<I").unpack
