@@ -115,10 +115,14 @@ def throughput_main(args) -> int:
 # -- running the suite -------------------------------------------------------------------------------------------
 
 
-def run_one(name: str, quick: bool, timeout_s: float, results_dir: Path = RESULTS_DIR) -> dict:
+RESIDENT_RUNS = ("roundtrip", "stream")  # the benchmarks that take --resident
+
+
+def run_one(name: str, quick: bool, timeout_s: float, results_dir: Path = RESULTS_DIR,
+            extra: tuple[str, ...] = ()) -> dict:
     """Run one benchmark as a subprocess; ``{"status": "ok"|"failed", "seconds", "result"?, "error"?}``."""
     script, full, short = SUITE[name]
-    cmd = [sys.executable, str(BENCH / script), *(short if quick else full)]
+    cmd = [sys.executable, str(BENCH / script), *(short if quick else full), *extra]
     print(f"=== {name}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.time()
     entry: dict = {"command": cmd[1:]}
@@ -243,6 +247,7 @@ def latest(merged: dict) -> dict:
         "card": merged.get("card"),
         "date": merged.get("date"),
         "quick": merged.get("quick"),
+        "resident": bool(merged.get("resident")),
         "service_us": _pair(_get(rt, "paths", "zmqrt [block]", "server_side_us")),
         "roundtrip_us": _pair(_get(rt, "paths", "zmqrt [block]", "roundtrip_us")),
         "prototype_roundtrip_us": _pair(_get(rt, "paths", "prototype [block]", "roundtrip_us")),
@@ -262,7 +267,8 @@ def _f(x, fmt: str = "{:.1f}") -> str:
 
 def report_md(merged: dict) -> str:
     card = merged.get("card", "unknown")
-    lines = [f"# zmqrt benchmark suite: {card}, {merged.get('date')}{' (quick)' if merged.get('quick') else ''}", "",
+    lines = [f"# zmqrt benchmark suite: {card}, {merged.get('date')}{' (quick)' if merged.get('quick') else ''}"
+             f"{' (round trip and stream with --resident)' if merged.get('resident') else ''}", "",
              "1 KiB vector_add unless said otherwise; µs. Ratio: zmqrt / reference for floors (lower is better), "
              "reference / zmqrt for peers (how many times faster zmqrt is).", "",
              md_row(["comparison", "zmqrt p50", "zmqrt p99", "ref p50", "ref p99", "ratio p50", "ratio p99",
@@ -345,6 +351,8 @@ def main() -> int:
     ap.add_argument("--only", default="", help=f"comma list of benchmarks to run (default all: {', '.join(SUITE)})")
     ap.add_argument("--skip", default="", help="comma list of benchmarks to leave out")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per benchmark (default 300 quick, 1200)")
+    ap.add_argument("--resident", action="store_true", help="run the round trip and the stream with zmqrt serve "
+                    "--resident (small vector_add on kernels resident on the lanes)")
     ap.add_argument("--out-dir", type=Path, default=RESULTS_DIR,
                     help="where the merged report and latest.json go (default bench/results; each benchmark "
                     "writes its own file to bench/results)")
@@ -364,10 +372,12 @@ def main() -> int:
         ap.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(SUITE)}")
     names = [n for n in names if n not in set(args.skip.split(","))]
     timeout = args.timeout or (300.0 if args.quick else 1200.0)
-    merged: dict = {"date": _dt.date.today().isoformat(), "quick": args.quick, "benchmarks": {}}
+    merged: dict = {"date": _dt.date.today().isoformat(), "quick": args.quick, "resident": args.resident,
+                    "benchmarks": {}}
     t0 = time.time()
     for name in names:
-        merged["benchmarks"][name] = run_one(name, args.quick, timeout)
+        extra = ("--resident",) if args.resident and name in RESIDENT_RUNS else ()
+        merged["benchmarks"][name] = run_one(name, args.quick, timeout, extra=extra)
     merged["total_seconds"] = time.time() - t0
     cards = [_get(v, "result", "card") for v in merged["benchmarks"].values()]
     cards = [c for c in cards if c and c != "no-gpu"] or [c for c in cards if c]
