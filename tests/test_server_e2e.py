@@ -429,3 +429,19 @@ def test_serve_help_explains_resident():
     out = subprocess.run([sys.executable, "-m", "zmqrt.cli", "serve", "--help"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and "--resident" in out.stdout and "mapped host memory" in out.stdout
+
+
+def test_sampled_timed_tasks_do_not_teach_the_predictor(ingest_ep):
+    # With stage_timing_every=4, tasks 1, 5 and 9 are timed: events around each stage make them slower (and with
+    # --resident they take the launched path), so only the first of them, which the predictor has nothing better
+    # than, is a sample.
+    seen = []
+    with running_server(ingest_ep, stage_timing_every=4, lanes=1) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as c:
+        observe = server.predictor.observe
+        server.predictor.observe = lambda kernel, sc, ns, bound_only=False: (seen.append(kernel),
+                                                                              observe(kernel, sc, ns, bound_only))
+        x = np.ones(64, np.float32)
+        for _ in range(12):
+            assert c.call("vector_add", x, x).ok
+    assert seen.count("vector_add") == 10

@@ -116,6 +116,7 @@ class Server:
         self._encoders: dict[int, tuple[object, OkEncoder]] = {}
         self._books: list[tuple] = []  # stage histograms and counters of sent tasks, applied in idle passes
         self._lane_dispatch_ns = [0] * n
+        self._lane_sampled = [False] * n  # the lane's task is a sampled timed one (stage_timing_every > 1)
         self._lane_predicted_ns = [0] * n
         self._free_lanes: list[int] = list(range(n - 1, -1, -1))  # a stack: pop() gives lane 0 first
         self._busy_lanes: list[int] = []
@@ -383,6 +384,7 @@ class Server:
         every = self._timing_every
         self._dispatched += 1
         timed = every == 1 or (every > 1 and self._dispatched % every == 1)  # the first task is timed
+        self._lane_sampled[lane] = timed and every != 1
         try:
             self.backend.submit(lane, task.spec, task.inputs, task.checked, timed)
         except (TaskError, CudaError) as e:
@@ -479,8 +481,15 @@ class Server:
         self.results_sent += 1
         self._inflight_keys.discard((task.reply_to, task.id))
         e2e_ns = time.time_ns() - task.sent_ns if task.sent_ns is not None else None
+        # A sampled timed task (events around each stage: 20 to 25 µs more; with --resident also the launched path
+        # instead of the resident one) does not teach the predictor: it would raise every untimed task's
+        # prediction, and admission then rejected as infeasible tasks that would have made it (bench/NOTES.md 25).
+        # A probe's or a first sample is always taken: the predictor has nothing better.
+        run_ns = done_ns - dispatch_ns
+        if self._lane_sampled[lane] and not task.probe and self.predictor.knows(task.kernel, task.size_class):
+            run_ns = None
         self._book((task.kernel, task.priority, dispatch_ns - recv_ns, sent_ns - recv_ns, e2e_ns, times, sent_ns,
-                    missed, task.size_class, done_ns - dispatch_ns, task.probe))
+                    missed, task.size_class, run_ns, task.probe))
 
     def _book(self, entry: tuple) -> None:
         """Queue a sent task's bookkeeping for an idle loop pass (``_flush_books``): ``(kernel, priority,

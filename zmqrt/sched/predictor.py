@@ -96,6 +96,11 @@ class ServicePredictor:
         e.dev += a * (abs(err) - e.dev)
         e.pred_ns = math.ceil(e.mean + self.k * e.dev)
 
+    def knows(self, kernel: str, size_class: int) -> bool:
+        """Whether (kernel, size_class) has an estimate of its own (from calibration or observation)."""
+        by_class = self._est.get(kernel)
+        return by_class is not None and size_class in by_class
+
     def _new_class_dev_frac(self, by_class: dict[int, _Estimate], size_class: int) -> float:
         """Relative deviation for a new class: the nearest known class's, else ``initial_dev_frac``."""
         if not by_class:
