@@ -17,4 +17,4 @@ for i in 1 2; do
   run "stream-launched-$i" 60 python3 bench/stream.py --seconds 10 --spin --out "ab/stream-suite-launched-$i"
   run "stream-resident-$i" 60 python3 bench/stream.py --seconds 10 --spin --resident --out "ab/stream-suite-resident-$i"
 done
-tar czf "$OUT/results.tgz" $(find bench/results -type f -newer "$stamp") 2>/dev/null; rm -f "$stamp"
+tar czf "$OUT/results.tgz" $(find bench/results -type f -newer "$stamp") "$OUT/launched" 2>/dev/null; rm -rf "$stamp" "$OUT/launched"
