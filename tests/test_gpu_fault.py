@@ -31,15 +31,19 @@ def _vector_add_ok(client: Client) -> None:
     np.testing.assert_allclose(res.outputs[0], a + b, rtol=1e-6)
 
 
-def test_trap_is_answered_gpu_fault_and_a_new_engine_serves(ipc_endpoint):
+@pytest.mark.parametrize("resident", [False, True], ids=["launched", "resident"])
+def test_trap_is_answered_gpu_fault_and_a_new_engine_serves(ipc_endpoint, resident):
+    # With --resident, the trap also kills the resident blocks: the engine must still answer, stop and exit
+    # (a dead block never publishes its done number; the lane notices through its stream), not hang.
     cfg = ServerConfig(backend="cuda", ingest=ipc_endpoint(), kernels_dirs=[FAULT_KERNELS], lanes=2,
-                       calibrate=False, drain_timeout_s=2.0, linger_ms=1000)
+                       calibrate=False, drain_timeout_s=2.0, linger_ms=1000, resident=resident)
     with Supervisor(cfg, max_restarts=3, start_timeout_s=300) as sup:
         sup.start()
         thread = threading.Thread(target=sup.run, daemon=True)
         thread.start()
         with Client(sup.ingest_endpoint, timeout_s=120) as client:
             _vector_add_ok(client)
+            _vector_add_ok(client)  # the first task is timed (launched path); the second is resident with --resident
             x = np.arange(256, dtype=np.float32)
             res = client.call("fault_trap", x, timeout_s=60)  # trap=0: an ordinary copy on the GPU
             assert res.ok and np.array_equal(res.outputs[0], x), (res.code, res.message)
