@@ -260,6 +260,9 @@ def test_bad_arguments():
         Supervisor(ServerConfig(backend="cpu"), devices=[])
     with pytest.raises(ValueError):
         Supervisor(ServerConfig(backend="cpu"), max_restarts=-1)
+    with pytest.raises(ValueError, match="--resident needs one engine per GPU"):
+        Supervisor(ServerConfig(backend="cuda", resident=True), devices=[0, 1, 0])
+    Supervisor(ServerConfig(backend="cuda", resident=True), devices=[0, 1]).close()  # one engine per GPU: fine
 
 
 @pytest.mark.parametrize("mode", [[], ["--devices", "0,0"], ["--no-supervise"]], ids=["supervised", "devices",

@@ -220,6 +220,11 @@ class Supervisor:
             raise ValueError("max_restarts must be >= 0 and restart_window_s > 0")
         self.cfg = cfg
         self.devices = list(devices) if devices is not None else [cfg.device]
+        if cfg.resident and len(set(self.devices)) < len(self.devices):
+            # Each engine is a context of its own, and kernels of different contexts do not run side by side: a
+            # never-ending resident block would leave the other engines on that GPU only time slices.
+            raise ValueError(f"--resident needs one engine per GPU; devices {','.join(map(str, self.devices))} "
+                             "share a GPU between engines (drop --resident, or name each device once)")
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
         self.start_timeout_s = start_timeout_s
