@@ -114,6 +114,7 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=stats, lanes=args.lanes,
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
                        cpu=cpus["loop"] if cpus else None,
+                       fifo_priority=getattr(args, "fifo_priority", 0),
                        resident=getattr(args, "resident", False))
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
@@ -184,6 +185,9 @@ def main() -> None:
                     "1 µs a task) and write the results as roundtrip-trace-<card> instead")
     ap.add_argument("--repeat", type=int, default=1, help="run the paths this many times, alternating; report the "
                     "median of each figure and of the paired zmqrt/prototype ratios (default 1)")
+    ap.add_argument("--fifo-priority", type=int, default=0, metavar="P", help="server loop thread at SCHED_FIFO "
+                    "priority P where permitted (default 0: normal scheduling). With --spin the loop never sleeps and "
+                    "the kernel's RT throttling stops it for 50 ms a second: use it with blocking")
     ap.add_argument("--resident", action="store_true", help="run zmqrt with --resident (small vector_add on a "
                     "kernel resident on each lane)")
     ap.add_argument("--no-stats", action="store_true", help="run zmqrt without its stats endpoint (A/B: the loop "

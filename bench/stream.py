@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--policy", default="edf", choices=["edf", "fp", "rm", "ps"])
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--spin", action="store_true")
+    ap.add_argument("--fifo-priority", type=int, default=0, metavar="P", help="server loop thread at SCHED_FIFO "
+                    "priority P where permitted (default 0: normal scheduling). With --spin the loop never sleeps and "
+                    "the kernel's RT throttling stops it for 50 ms a second: use it with blocking")
     ap.add_argument("--resident", action="store_true", help="server --resident (small vector_add on resident lanes)")
     ap.add_argument("--warm-seconds", type=float, default=1.0)
     ap.add_argument("--batch-max", type=int, default=1, help="server --batch-max (default 1: off, as the server)")
@@ -68,6 +71,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="zrt")
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", lanes=args.lanes, policy=args.policy,
                        spin=args.spin, cpu=cpus["loop"] if cpus else None, batch_max=args.batch_max,
+                       fifo_priority=getattr(args, "fifo_priority", 0),
                        resident=args.resident)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
