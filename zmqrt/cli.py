@@ -39,6 +39,10 @@ def _add_serve(sub) -> None:
     p.add_argument("--queue-capacity", type=int, help="queued tasks per priority level before QUEUE_FULL")
     p.add_argument("--admission", choices=["reject", "flag"], help="infeasible deadline: reject at once "
                    "(default) or accept and flag")
+    p.add_argument("--admission-margin", type=float, metavar="K", help="admission predicts a task's service as "
+                   "mean + K mean absolute deviations of its kernel and size class (default 3, near p99 on a quiet "
+                   "host). On a noisy host a deadline inside the service tail gets rejected at K=3; a lower K "
+                   "admits such tasks, some of which then finish late")
     p.add_argument("--expire", choices=["off", "late", "predicted"], help="at dispatch, expire tasks already late "
                    "or predicted to finish late (default predicted)")
     p.add_argument("--kernels-dir", action="append", metavar="DIR", help="directory of user kernels "
@@ -104,7 +108,8 @@ def cmd_serve(args) -> int:
     _setup_logging(args.verbose)
     overrides = {k: getattr(args, k) for k in (
         "backend", "device", "ingest", "results", "stats", "metrics_port", "policy", "lanes", "max_task_bytes",
-        "priority_levels", "queue_capacity", "admission", "expire", "cache_dir", "spin", "stage_timing_every",
+        "priority_levels", "queue_capacity", "admission", "admission_margin", "expire", "cache_dir", "spin",
+        "stage_timing_every",
         "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path",
         "batch_max", "resident")}
     overrides["kernels_dirs"] = args.kernels_dir

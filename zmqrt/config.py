@@ -38,6 +38,9 @@ class ServerConfig:
     queue_capacity: int = 4096  # tasks per priority level
     ps_weights: list[float] | None = None
     admission: str = "reject"  # reject | flag
+    # Admission predicts a task's service as mean + margin * mean absolute deviation of its (kernel, size class):
+    # 3 is near p99 for a well-behaved kernel; lower admits more tasks whose deadline sits inside the service tail.
+    admission_margin: float = 3.0
     expire: str = "predicted"  # off | late | predicted: when a queued task is expired at dispatch
     reply_to_patterns: list[str] | None = None
     kernels_dirs: list[str] = field(default_factory=list)
@@ -124,6 +127,8 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"batch_max must be >= 1 (1: no batching), not {cfg.batch_max}")
     if cfg.stage_timing_every < 0:
         raise ValueError(f"stage_timing_every must be >= 0, not {cfg.stage_timing_every}")
+    if not 0 <= cfg.admission_margin <= 100:
+        raise ValueError(f"admission_margin must be 0..100 deviations, not {cfg.admission_margin}")
     if cfg.admission not in ("reject", "flag"):
         raise ValueError(f"admission must be reject or flag, not {cfg.admission!r}")
     if cfg.expire not in ("off", "late", "predicted"):

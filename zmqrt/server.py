@@ -95,7 +95,7 @@ class Server:
             self.stats_socket.bind(cfg.stats)
         self.sched = make_scheduler(cfg.policy, levels=cfg.priority_levels, capacity=cfg.queue_capacity,
                                     weights=cfg.ps_weights)
-        self.predictor = ServicePredictor()
+        self.predictor = ServicePredictor(k=cfg.admission_margin)
         self.admission = AdmissionControl(self.predictor, lanes=self.backend.lanes, mode=cfg.admission,
                                           expiry=cfg.expire)
         self.tracker = LatencyTracker(interval_stage="service")
