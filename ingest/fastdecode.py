@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 
 from .protocol import MAX_DEADLINE_US, TASK_FIELDS, Limits, Task, TaskUnpacker, validate_task
+from .template import FrameTemplate
 
 __all__ = ["TaskDecoder"]
 
 _MEMO_MAX = 1024  # distinct task forms remembered (a producer repeats a few)
+_TEMPLATES_MAX = 8  # byte templates tried per frame, most recently matched first (each miss costs ~0.2 µs)
 _REPLY_MAX = 4096  # distinct allowed reply endpoints remembered
 _INF = math.inf
 _frombuffer = np.frombuffer
@@ -35,7 +37,7 @@ _SCALARS = frozenset({int, float, bool, str})
 class _Form:
     """What a task form determines: filled in from a task that passed the full validator."""
 
-    __slots__ = ("spec", "inputs", "in_bytes", "checked", "out_bytes")
+    __slots__ = ("spec", "inputs", "in_bytes", "checked", "out_bytes", "untemplated")
 
     def __init__(self, task: Task) -> None:
         self.spec = task.spec
@@ -44,6 +46,7 @@ class _Form:
         self.in_bytes = task.in_bytes
         self.checked = task.checked
         self.out_bytes = task.out_bytes
+        self.untemplated = 0  # dict-path decodes of this form; a byte template is tried now and then
 
 
 def _form_key(msg: dict) -> tuple | None:
@@ -103,8 +106,75 @@ class TaskDecoder:
         self._max_id_len = limits.max_id_len
         self._default_priority = limits.default_priority
         self._priority_levels = limits.priority_levels
+        self._templates: list[FrameTemplate] = []  # most recently matched first
+        self.templated = 0  # tasks decoded from a byte template (diagnostics)
+
+    def _add_template(self, frame: bytes, form: _Form, task: Task) -> None:
+        views = tuple((dtype, nbytes // dtype.itemsize, shape) for dtype, shape, nbytes in form.inputs)
+        tpl = FrameTemplate.build(frame, tuple(nbytes for _, _, nbytes in form.inputs),
+                                  (form, task.kernel, task.params, task.reply_to, views))
+        if tpl is None:
+            return
+        templates = self._templates
+        templates.insert(0, tpl)
+        if len(templates) > _TEMPLATES_MAX:
+            templates.pop()
+
+    def _templated(self, matched: tuple, rec: tuple, frame: bytes, recv_ns: int, seq: int) -> Task | None:
+        """The task of a frame that matched a template, or None when a value fails ``_fast``'s checks."""
+        values, offsets = matched
+        form, kernel, params, reply_to, views = rec
+        checked = self._scalars(values[0], values[1], values[2], values[3], values[4], recv_ns)
+        if checked is None:
+            return None
+        task_id, priority, deadline_us, deadline_ns, period_us, sent_ns = checked
+        inputs = []
+        for off, (dtype, count, shape) in zip(offsets, views):  # noqa: B905 - same form, same count
+            array = _frombuffer(frame, dtype, count, off)  # a view of the frame: no copy
+            inputs.append(array if shape is None else array.reshape(shape))
+        return Task(task_id, kernel, inputs, params, priority, deadline_us, period_us, reply_to, sent_ns,
+                    form.spec, form.checked, form.in_bytes, form.out_bytes, recv_ns, deadline_ns, seq)
+
+    def _scalars(self, task_id, priority, deadline_us, period_us, sent_ns, recv_ns: int) -> tuple | None:
+        """The per-task values checked as the full validator would accept them (with priority defaulted and the
+        absolute deadline), or None to let the full validator decide. Shared by both fast paths."""
+        tid_type = type(task_id)
+        if tid_type is not int and (tid_type is not str or not 0 < len(task_id) <= self._max_id_len):
+            return None
+        if priority is None:
+            priority = self._default_priority
+        elif type(priority) is not int or not 0 <= priority < self._priority_levels:
+            return None
+        deadline_ns = None
+        if deadline_us is not None:
+            dtype_ = type(deadline_us)
+            if dtype_ is int:
+                if not 0 <= deadline_us <= MAX_DEADLINE_US:
+                    return None
+                deadline_ns = recv_ns + deadline_us * 1000
+            elif dtype_ is float and 0 <= deadline_us <= MAX_DEADLINE_US:
+                deadline_ns = recv_ns + round(deadline_us * 1000)
+            else:
+                return None
+        if period_us is not None and ((type(period_us) is not int and type(period_us) is not float)
+                                      or not 0 < period_us < _INF):
+            return None
+        if sent_ns is not None and (type(sent_ns) is not int or sent_ns < 0):
+            return None
+        return task_id, priority, deadline_us, deadline_ns, period_us, sent_ns
 
     def decode(self, frame: bytes, recv_ns: int, seq: int) -> Task:
+        templates = self._templates
+        for i, tpl in enumerate(templates):
+            matched = tpl.match(frame)
+            if matched is not None:
+                task = self._templated(matched, tpl.form, frame, recv_ns, seq)
+                if task is not None:
+                    self.templated += 1
+                    if i:  # most recent first: a producer's template is found at once
+                        templates.insert(0, templates.pop(i))
+                    return task
+                break  # a value the checks refuse: the dict path words the rejection
         msg = self._unpack(frame)
         key = _form_key(msg)
         if key is not None:
@@ -113,6 +183,9 @@ class TaskDecoder:
                 task = self._fast(msg, form, recv_ns, seq)
                 if task is not None:
                     self.fast += 1
+                    form.untemplated += 1
+                    if form.untemplated & 63 == 2:  # the 2nd, 66th, ... such decode: bounded building cost
+                        self._add_template(frame, form, task)
                     return task
         task = validate_task(msg, self.registry, self.limits, recv_ns, seq)  # raises the exact Rejection
         if key is not None:
@@ -129,10 +202,6 @@ class TaskDecoder:
     def _fast(self, msg: dict, form: _Form, recv_ns: int, seq: int) -> Task | None:
         """The task, or None to let the full validator decide (and word any rejection)."""
         get = msg.get
-        task_id = get("id")
-        tid_type = type(task_id)
-        if tid_type is not int and (tid_type is not str or not 0 < len(task_id) <= self._max_id_len):
-            return None
         reply_to = get("reply_to")
         if reply_to is not None and (type(reply_to) is not str or reply_to not in self._replies):
             return None
@@ -145,30 +214,11 @@ class TaskDecoder:
                 return None
             array = _frombuffer(data, dtype)  # dtype as a keyword costs twice as much
             inputs.append(array if shape is None else array.reshape(shape))
-        priority = get("priority")
-        if priority is None:
-            priority = self._default_priority
-        elif type(priority) is not int or not 0 <= priority < self._priority_levels:
+        checked = self._scalars(get("id"), get("priority"), get("deadline_us"), get("period_us"), get("sent_ns"),
+                                recv_ns)
+        if checked is None:
             return None
-        deadline_us = get("deadline_us")
-        deadline_ns = None
-        if deadline_us is not None:
-            dtype_ = type(deadline_us)
-            if dtype_ is int:
-                if not 0 <= deadline_us <= MAX_DEADLINE_US:
-                    return None
-                deadline_ns = recv_ns + deadline_us * 1000
-            elif dtype_ is float and 0 <= deadline_us <= MAX_DEADLINE_US:
-                deadline_ns = recv_ns + round(deadline_us * 1000)
-            else:
-                return None
-        period_us = get("period_us")
-        if period_us is not None and ((type(period_us) is not int and type(period_us) is not float)
-                                      or not 0 < period_us < _INF):
-            return None
-        sent_ns = get("sent_ns")
-        if sent_ns is not None and (type(sent_ns) is not int or sent_ns < 0):
-            return None
+        task_id, priority, deadline_us, deadline_ns, period_us, sent_ns = checked
         params = get("params")
         return Task(task_id, msg["kernel"], inputs, params if params is not None else {}, priority, deadline_us,
                     period_us, reply_to, sent_ns, form.spec, form.checked, form.in_bytes, form.out_bytes, recv_ns,

@@ -1,0 +1,258 @@
+"""Byte templates of repeated task forms: a frame decoded without msgpack when it matches a known frame's bytes.
+
+A producer sends one form over and over: the same keys in the same order, the same kernel, dtypes, shapes,
+params and reply endpoint. Only a few values change: the id, priority, deadline, period, ``sent_ns`` and the
+input data (whose length the form fixes). So once a frame of a form has passed the validator, its bytes are
+split into fixed segments and variable slots (``FrameTemplate.build``). A later frame matches when every fixed
+segment is byte-identical and every slot holds one msgpack scalar (or, for data, exactly the form's byte count)
+and the frame ends where the template does; the slots' values are then what msgpack would have returned. Anything
+else (another key order, a bool where an int was, an extra byte) is no match, and the frame takes the usual path,
+which words any rejection.
+
+Why: on the H200 host, unpacking a 1 KiB task into dicts and walking its form key cost about 8 µs of a 30 µs
+service (``bench/NOTES.md`` 27). Matching compares a few byte ranges with ``bytes.startswith``, and the inputs
+become ``np.frombuffer`` views of the frame itself, with no copy.
+
+The decoder (``ingest.fastdecode.TaskDecoder``) applies the same per-task checks to the slot values as its dict
+fast path, so both accept and refuse the same frames; ``tests/test_template.py`` checks that against
+``decode_task`` on random and mutated frames.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+__all__ = ["FrameTemplate", "SLOT_KEYS"]
+
+# The top-level keys whose values may differ between tasks of one form, in slot order.
+SLOT_KEYS = ("id", "priority", "deadline_us", "period_us", "sent_ns")
+_DATA = len(SLOT_KEYS)  # slot kinds >= _DATA: the data of input (kind - _DATA)
+BAD = object()  # a slot that holds something other than a plain msgpack scalar
+
+_U16, _U32, _U64 = struct.Struct(">H").unpack_from, struct.Struct(">I").unpack_from, struct.Struct(">Q").unpack_from
+_I8, _I16 = struct.Struct(">b").unpack_from, struct.Struct(">h").unpack_from
+_I32, _I64 = struct.Struct(">i").unpack_from, struct.Struct(">q").unpack_from
+_F32, _F64 = struct.Struct(">f").unpack_from, struct.Struct(">d").unpack_from
+
+
+def scalar_at(buf: bytes, pos: int) -> tuple[Any, int]:
+    """The msgpack scalar at ``pos`` as msgpack (raw=False) returns it, and the position after it; ``BAD`` for
+    anything else (bool, bin, array, map, ext) or bytes that end too soon."""
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    if b >= 0xE0:
+        return b - 0x100, pos + 1
+    if 0xA0 <= b <= 0xBF:
+        end = pos + 1 + (b & 0x1F)
+    elif b == 0xCB:
+        return _F64(buf, pos + 1)[0], pos + 9
+    elif b == 0xCF:
+        return _U64(buf, pos + 1)[0], pos + 9
+    elif b == 0xCE:
+        return _U32(buf, pos + 1)[0], pos + 5
+    elif b == 0xCD:
+        return _U16(buf, pos + 1)[0], pos + 3
+    elif b == 0xCC:
+        return buf[pos + 1], pos + 2
+    elif b == 0xC0:
+        return None, pos + 1
+    elif b == 0xCA:
+        return _F32(buf, pos + 1)[0], pos + 5
+    elif b == 0xD3:
+        return _I64(buf, pos + 1)[0], pos + 9
+    elif b == 0xD2:
+        return _I32(buf, pos + 1)[0], pos + 5
+    elif b == 0xD1:
+        return _I16(buf, pos + 1)[0], pos + 3
+    elif b == 0xD0:
+        return _I8(buf, pos + 1)[0], pos + 2
+    elif b == 0xD9:
+        end = pos + 2 + buf[pos + 1]
+        pos += 1
+    elif b == 0xDA:
+        end = pos + 3 + _U16(buf, pos + 1)[0]
+        pos += 2
+    elif b == 0xDB:
+        end = pos + 5 + _U32(buf, pos + 1)[0]
+        pos += 4
+    else:
+        return BAD, pos
+    if end > len(buf):
+        return BAD, pos
+    return buf[pos + 1:end].decode(), end  # UnicodeDecodeError: the caller's no-match
+
+
+# -- walking a frame's msgpack structure (template building only: a validated frame, once per form) --------------
+
+def _header(buf: bytes, pos: int) -> tuple[str, int, int]:
+    """(kind, count or length, position after the header) of the object at ``pos``."""
+    b = buf[pos]
+    if b < 0x80 or b >= 0xE0 or b in (0xC0, 0xC2, 0xC3):
+        return "scalar", 0, pos + 1
+    if b <= 0x8F:
+        return "map", b & 0x0F, pos + 1
+    if b <= 0x9F:
+        return "array", b & 0x0F, pos + 1
+    if b <= 0xBF:
+        return "raw", b & 0x1F, pos + 1
+    fixed = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8, 0xCA: 4, 0xCB: 8}
+    if b in fixed:
+        return "scalar", 0, pos + 1 + fixed[b]
+    sized = {0xC4: (1, "raw"), 0xC5: (2, "raw"), 0xC6: (4, "raw"), 0xD9: (1, "raw"), 0xDA: (2, "raw"),
+             0xDB: (4, "raw"), 0xDC: (2, "array"), 0xDD: (4, "array"), 0xDE: (2, "map"), 0xDF: (4, "map")}
+    if b in sized:
+        width, kind = sized[b]
+        return kind, int.from_bytes(buf[pos + 1:pos + 1 + width], "big"), pos + 1 + width
+    raise ValueError(f"msgpack type 0x{b:02x} has no place in a task")  # ext types are refused at decode
+
+
+def _skip(buf: bytes, pos: int) -> int:
+    kind, n, pos = _header(buf, pos)
+    if kind == "raw":
+        return pos + n
+    if kind == "array":
+        for _ in range(n):
+            pos = _skip(buf, pos)
+    elif kind == "map":
+        for _ in range(2 * n):
+            pos = _skip(buf, pos)
+    return pos
+
+
+def _key(buf: bytes, pos: int) -> tuple[str, int]:
+    value, end = scalar_at(buf, pos)
+    if type(value) is not str:
+        raise ValueError("a map key that is not a string")
+    return value, end
+
+
+def _slots(frame: bytes) -> list[tuple[int, int, int]]:
+    """(start, end, kind) of every variable slot of ``frame``, in byte order."""
+    kind, n, pos = _header(frame, 0)
+    if kind != "map":
+        raise ValueError("a task is a map")
+    spans, seen = [], set()
+    for _ in range(n):
+        key, pos = _key(frame, pos)
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r}")  # msgpack keeps the last: keep such frames off templates
+        seen.add(key)
+        end = _skip(frame, pos)
+        if key in SLOT_KEYS:
+            spans.append((pos, end, SLOT_KEYS.index(key)))
+        elif key == "inputs":
+            akind, count, ipos = _header(frame, pos)
+            if akind != "array":
+                raise ValueError("inputs is not an array")
+            for i in range(count):
+                mkind, m, ipos = _header(frame, ipos)
+                if mkind != "map":
+                    raise ValueError("an input is not a map")
+                ikeys = set()
+                for _ in range(m):
+                    ikey, ipos = _key(frame, ipos)
+                    if ikey in ikeys:
+                        raise ValueError(f"duplicate key {ikey!r} in an input")
+                    ikeys.add(ikey)
+                    iend = _skip(frame, ipos)
+                    if ikey == "data":
+                        _, length, body = _header(frame, ipos)
+                        spans.append((body, body + length, _DATA + i))
+                    ipos = iend
+        pos = end
+    if pos != len(frame):
+        raise ValueError("extra bytes after the task map")
+    return spans
+
+
+class FrameTemplate:
+    """Fixed segments and slots of one form's frames. ``match(frame)`` -> ``(values, data_offsets)`` or None.
+
+    ``values`` holds the five ``SLOT_KEYS`` values (None where the frame has no such key, as ``dict.get``);
+    ``data_offsets`` the offset of each input's data in ``frame``, which is exactly ``nbytes[i]`` long.
+    ``match`` is generated per template (straight-line code, the fixed bytes bound as default arguments, never
+    written into the source): a loop over the segments cost twice as much."""
+
+    __slots__ = ("match", "form", "present", "segments")
+
+    def __init__(self, segments: tuple, tail: bytes, form: Any, present: tuple[bool, ...],
+                 tbytes: tuple | None = None) -> None:
+        self.segments = segments + ((tail, len(tail), -1, 0),)
+        self.form = form  # what the decoder attaches: the validated form these frames share
+        self.present = present  # which SLOT_KEYS the form's frames carry
+        self.match = _compile(self.segments, (tbytes or (None,) * len(segments)) + (None,))
+
+    @classmethod
+    def build(cls, frame: bytes, nbytes: tuple[int, ...], form: Any) -> FrameTemplate | None:
+        """The template of ``frame`` (a frame that passed the validator), or None when it has none: duplicate
+        keys, or data whose length is not the form's. ``nbytes``: each input's data length."""
+        try:
+            spans = _slots(frame)
+        except (ValueError, IndexError, UnicodeDecodeError):
+            return None
+        segments, tbytes, pos = [], [], 0
+        present = [False] * len(SLOT_KEYS)
+        for start, end, kind in spans:
+            if kind >= _DATA:
+                if kind - _DATA >= len(nbytes) or end - start != nbytes[kind - _DATA]:
+                    return None
+                tbytes.append(None)
+            else:
+                present[kind] = True
+                tbytes.append(frame[start])
+            segments.append((frame[pos:start], start - pos, kind, end - start if kind >= _DATA else 0))
+            pos = end
+        return cls(tuple(segments), frame[pos:], form, tuple(present), tuple(tbytes))
+
+
+# template type byte -> (test on frame[p], inline decode, bytes consumed); the names are _compile's arguments
+_INLINE = {
+    0xCB: ("frame[p] == 0xCB", "_F64(frame, p + 1)[0]", 9),
+    0xCF: ("frame[p] == 0xCF", "_U64(frame, p + 1)[0]", 9),
+    0xCE: ("frame[p] == 0xCE", "_U32(frame, p + 1)[0]", 5),
+    0xCD: ("frame[p] == 0xCD", "_U16(frame, p + 1)[0]", 3),
+    **{b: ("frame[p] < 0x80", "frame[p]", 1) for b in range(0x80)},
+}
+
+
+def _compile(segments: tuple, tbytes: tuple) -> Any:
+    """``match(frame)`` for ``segments`` (the last one the tail), as straight-line code. ``tbytes``: the type byte
+    of each scalar slot in the template's own frame (None for data and the tail)."""
+    args = ["frame", "_scalar=scalar_at", "_BAD=BAD", "_F64=_F64", "_U64=_U64", "_U32=_U32", "_U16=_U16"]
+    body = ["values = [None, None, None, None, None]", "offsets = []", "startswith = frame.startswith", "p = 0"]
+    for i, (_, n, kind, size) in enumerate(segments):
+        args.append(f"_F{i}=_segments[{i}][0]")
+        if kind == -1:  # the tail: it ends the frame exactly
+            body.append(f"if len(frame) - p != {n} or not startswith(_F{i}, p): return None")
+            continue
+        body.append(f"if not startswith(_F{i}, p): return None")
+        body.append(f"p += {n}")
+        if kind >= _DATA:
+            body.append("offsets.append(p)")
+            body.append(f"p += {size}")
+        else:
+            # The template's own encoding of this slot, decoded inline: a producer keeps one (a float64
+            # deadline, a uint64 sent_ns); any other goes through scalar_at.
+            inline = _INLINE.get(tbytes[i]) if tbytes[i] is not None else None
+            if inline is not None:
+                test, decode, step = inline
+                body.append(f"if {test}:")
+                body.append(f"    v = {decode}")
+                body.append(f"    p += {step}")
+                body.append("else:")
+                body.append("    v, p = _scalar(frame, p)")
+                body.append("    if v is _BAD: return None")
+            else:
+                body.append("v, p = _scalar(frame, p)")
+                body.append("if v is _BAD: return None")
+            body.append(f"values[{kind}] = v")
+    body.append("return values, offsets")
+    src = (f"def match({', '.join(args)}):\n    try:\n"
+           + "".join(f"        {line}\n" for line in body)
+           + "    except (IndexError, _struct_error, UnicodeDecodeError):\n        return None\n")
+    namespace = {"scalar_at": scalar_at, "BAD": BAD, "_segments": segments, "_struct_error": struct.error,
+                 "_F64": _F64, "_U64": _U64, "_U32": _U32, "_U16": _U16}
+    exec(compile(src, "<frame template>", "exec"), namespace)  # noqa: S102 - only ints and names in the source
+    return namespace["match"]

@@ -1,0 +1,98 @@
+"""Byte templates (ingest/template.py): a frame that matches a known form's bytes decodes exactly as the full
+validator decodes it, and anything else (other values, other bytes, other structure) gets the same answer too."""
+
+from __future__ import annotations
+
+import math
+
+import msgpack
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.fastdecode import TaskDecoder
+from ingest.protocol import decode_task
+from ingest.template import FrameTemplate, scalar_at
+from tests.test_fastdecode import _DROP, LIMITS, REGISTRY, base_task, outcome
+
+
+def warmed(**changes) -> TaskDecoder:
+    """A decoder that holds the byte template of base_task's form (with ``changes``)."""
+    dec = TaskDecoder(REGISTRY, LIMITS)
+    for i in range(3):
+        dec.decode(msgpack.packb(base_task(i, **changes)), 5, i)
+    assert len(dec._templates) == 1
+    return dec
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=True),
+                    st.text(max_size=300), st.sampled_from([math.inf, -1.0, 0, 7, 2**40, "", b"\x00", [], {}]),
+                    st.just(_DROP))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(["id", "priority", "deadline_us", "period_us", "sent_ns"]), value=SCALARS,
+       single=st.booleans())
+def test_slot_values_agree_with_the_full_validator(field, value, single):
+    dec = warmed(period_us=100.0, sent_ns=12345)  # every slot present in the template
+    changes = {"period_us": 100.0, "sent_ns": 12345, field: value}
+    single = single and not (isinstance(value, float) and abs(value) > 3e38)  # float32 has no room for it
+    frame = msgpack.packb(base_task(9, **changes), use_single_float=single)
+    want = outcome(lambda: decode_task(frame, REGISTRY, LIMITS, 1000, 3))
+    before = dec.templated
+    assert outcome(lambda: dec.decode(frame, 1000, 3)) == want
+    if want[0] == "task" and not single and value is not _DROP:
+        assert dec.templated == before + 1  # same structure, valid values: the template decoded it
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_frames_agree_with_the_full_validator(data):
+    dec = warmed()
+    frame = bytearray(msgpack.packb(base_task(data.draw(st.integers(0, 2**40)))))
+    how = data.draw(st.sampled_from(["flip", "cut", "extend"]))
+    if how == "flip":
+        for _ in range(data.draw(st.integers(1, 3))):
+            frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
+    elif how == "cut":
+        del frame[data.draw(st.integers(0, len(frame) - 1)):]
+    else:
+        frame += data.draw(st.binary(min_size=1, max_size=8))
+    frame = bytes(frame)
+    want = outcome(lambda: decode_task(frame, REGISTRY, LIMITS, 50, 4))
+    assert outcome(lambda: dec.decode(frame, 50, 4)) == want
+
+
+def test_inputs_are_views_of_the_frame_with_the_new_data():
+    dec = warmed()
+    rng = np.random.default_rng()
+    for i in range(20):
+        a, b = rng.standard_normal(64).astype(np.float32), rng.standard_normal(64).astype(np.float32)
+        msg = base_task(f"task-{i}" * (1 + i % 3), priority=i % 8, deadline_us=i * 10 if i % 2 else 250.5)
+        msg["inputs"] = [{"dtype": "float32", "shape": [64], "data": x.tobytes()} for x in (a, b)]
+        frame = msgpack.packb(msg)
+        task = dec.decode(frame, 100, i)
+        np.testing.assert_array_equal(task.inputs[0], a)
+        np.testing.assert_array_equal(task.inputs[1], b)
+        assert task.inputs[0].base is frame and not task.inputs[0].flags.writeable
+        assert outcome(lambda f=frame, s=i: dec.decode(f, 100, s)) == \
+            outcome(lambda f=frame, s=i: decode_task(f, REGISTRY, LIMITS, 100, s))
+    assert dec.templated == 40
+
+
+def test_no_template_for_duplicate_keys_or_other_data_lengths():
+    dup = b"\x82\xa2id\x01\xa2id\x02"  # {"id": 1, "id": 2}: msgpack keeps the last
+    assert FrameTemplate.build(dup, (), None) is None
+    frame = msgpack.packb(base_task(1))
+    assert FrameTemplate.build(frame, (256, 256), None) is not None
+    assert FrameTemplate.build(frame, (256, 128), None) is None
+
+
+@given(value=st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False, width=32),
+                       st.floats(allow_nan=False), st.text(max_size=70000)),
+       single=st.booleans())
+def test_scalar_at_reads_what_msgpack_reads(value, single):
+    packed = msgpack.packb(value, use_single_float=single and not (isinstance(value, float) and abs(value) > 3e38))
+    got, end = scalar_at(packed, 0)
+    assert end == len(packed)
+    assert got == msgpack.unpackb(packed, raw=False) and type(got) is type(msgpack.unpackb(packed, raw=False))
