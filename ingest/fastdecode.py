@@ -27,6 +27,7 @@ from .template import FrameTemplate
 __all__ = ["TaskDecoder"]
 
 _MEMO_MAX = 1024  # distinct task forms remembered (a producer repeats a few)
+_BUILDS_AT_ONCE = 4  # byte templates a form gets at its first untemplated decodes (then every 64th)
 _TEMPLATES_MAX = 8  # byte templates tried per frame, most recently matched first (each miss costs ~0.2 µs)
 _REPLY_MAX = 4096  # distinct allowed reply endpoints remembered
 _INF = math.inf
@@ -37,7 +38,7 @@ _SCALARS = frozenset({int, float, bool, str})
 class _Form:
     """What a task form determines: filled in from a task that passed the full validator."""
 
-    __slots__ = ("spec", "inputs", "in_bytes", "checked", "out_bytes", "untemplated")
+    __slots__ = ("spec", "inputs", "in_bytes", "checked", "out_bytes", "untemplated", "builds")
 
     def __init__(self, task: Task) -> None:
         self.spec = task.spec
@@ -46,7 +47,8 @@ class _Form:
         self.in_bytes = task.in_bytes
         self.checked = task.checked
         self.out_bytes = task.out_bytes
-        self.untemplated = 0  # dict-path decodes of this form; a byte template is tried now and then
+        self.untemplated = 0  # dict-path decodes of this form (no template matched them)
+        self.builds = 0  # byte templates built for it: one per producer for the first few, then now and then
 
 
 def _form_key(msg: dict) -> tuple | None:
@@ -184,7 +186,10 @@ class TaskDecoder:
                 if task is not None:
                     self.fast += 1
                     form.untemplated += 1
-                    if form.untemplated & 63 == 2:  # the 2nd, 66th, ... such decode: bounded building cost
+                    # A frame no template matched: build its own (each producer of the form gets one at once),
+                    # but after a few builds only every 64th time, so forms that never repeat cost little.
+                    if form.builds < _BUILDS_AT_ONCE or form.untemplated & 63 == 0:
+                        form.builds += 1
                         self._add_template(frame, form, task)
                     return task
         task = validate_task(msg, self.registry, self.limits, recv_ns, seq)  # raises the exact Rejection

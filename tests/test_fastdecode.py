@@ -85,7 +85,7 @@ def test_repeated_form_uses_the_fast_path_and_sees_new_data():
         np.testing.assert_array_equal(task.inputs[0], a)
         np.testing.assert_array_equal(task.inputs[1], b)
         assert task.id == i and task.deadline_ns == 100 + 500_000
-    assert dec.fast == 2 and dec.templated == 2  # the second fast decode built the form's byte template
+    assert dec.fast == 1 and dec.templated == 3  # the first fast decode built the form's byte template
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

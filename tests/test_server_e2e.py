@@ -445,3 +445,17 @@ def test_sampled_timed_tasks_do_not_teach_the_predictor(ingest_ep):
         for _ in range(12):
             assert c.call("vector_add", x, x).ok
     assert seen.count("vector_add") == 10
+
+
+def test_repeated_forms_decode_from_byte_templates_with_fresh_data(ingest_ep):
+    # Two producers' worth of one form (a Client each: different reply endpoints, so two templates), fresh random
+    # data every task: every output matches numpy, and most tasks were decoded from a byte template.
+    rng = np.random.default_rng()
+    with running_server(ingest_ep) as server, Client(server.receiver.endpoint, timeout_s=10) as c1, \
+            Client(server.receiver.endpoint, timeout_s=10) as c2:
+        for i in range(40):
+            a, b = rng.standard_normal(300).astype(np.float32), rng.standard_normal(300).astype(np.float32)
+            res = (c1, c2)[i % 2].call("saxpy", a, b, params={"alpha": 1.5}, priority=i % 3, deadline_us=50_000)
+            assert res.ok, (res.code, res.message)
+            np.testing.assert_allclose(res.outputs[0], 1.5 * a + b, rtol=1e-6)
+        assert server.decoder.templated >= 30 and len(server.decoder._templates) == 2
