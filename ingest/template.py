@@ -36,6 +36,13 @@ _I32, _I64 = struct.Struct(">i").unpack_from, struct.Struct(">q").unpack_from
 _F32, _F64 = struct.Struct(">f").unpack_from, struct.Struct(">d").unpack_from
 
 
+# type byte -> (struct unpack_from, bytes after the type byte) for msgpack's fixed-width numbers
+_NUMBERS = {0xCB: (_F64, 8), 0xCF: (_U64, 8), 0xCE: (_U32, 4), 0xCD: (_U16, 2), 0xCA: (_F32, 4), 0xD3: (_I64, 8),
+            0xD2: (_I32, 4), 0xD1: (_I16, 2), 0xD0: (_I8, 1)}
+# type byte -> width of the length of a str8/16/32
+_STR_LEN = {0xD9: 1, 0xDA: 2, 0xDB: 4}
+
+
 def scalar_at(buf: bytes, pos: int) -> tuple[Any, int]:
     """The msgpack scalar at ``pos`` as msgpack (raw=False) returns it, and the position after it; ``BAD`` for
     anything else (bool, bin, array, map, ext) or bytes that end too soon."""
@@ -44,44 +51,27 @@ def scalar_at(buf: bytes, pos: int) -> tuple[Any, int]:
         return b, pos + 1
     if b >= 0xE0:
         return b - 0x100, pos + 1
+    number = _NUMBERS.get(b)
+    if number is not None:
+        return number[0](buf, pos + 1)[0], pos + 1 + number[1]
     if 0xA0 <= b <= 0xBF:
-        end = pos + 1 + (b & 0x1F)
-    elif b == 0xCB:
-        return _F64(buf, pos + 1)[0], pos + 9
-    elif b == 0xCF:
-        return _U64(buf, pos + 1)[0], pos + 9
-    elif b == 0xCE:
-        return _U32(buf, pos + 1)[0], pos + 5
-    elif b == 0xCD:
-        return _U16(buf, pos + 1)[0], pos + 3
+        start = pos + 1
+        end = start + (b & 0x1F)
     elif b == 0xCC:
         return buf[pos + 1], pos + 2
     elif b == 0xC0:
         return None, pos + 1
-    elif b == 0xCA:
-        return _F32(buf, pos + 1)[0], pos + 5
-    elif b == 0xD3:
-        return _I64(buf, pos + 1)[0], pos + 9
-    elif b == 0xD2:
-        return _I32(buf, pos + 1)[0], pos + 5
-    elif b == 0xD1:
-        return _I16(buf, pos + 1)[0], pos + 3
-    elif b == 0xD0:
-        return _I8(buf, pos + 1)[0], pos + 2
-    elif b == 0xD9:
-        end = pos + 2 + buf[pos + 1]
-        pos += 1
-    elif b == 0xDA:
-        end = pos + 3 + _U16(buf, pos + 1)[0]
-        pos += 2
-    elif b == 0xDB:
-        end = pos + 5 + _U32(buf, pos + 1)[0]
-        pos += 4
     else:
-        return BAD, pos
+        width = _STR_LEN.get(b)
+        if width is None:
+            return BAD, pos
+        start = pos + 1 + width
+        end = start + int.from_bytes(buf[pos + 1:start], "big")
+        if start > len(buf):
+            return BAD, pos
     if end > len(buf):
         return BAD, pos
-    return buf[pos + 1:end].decode(), end  # UnicodeDecodeError: the caller's no-match
+    return buf[start:end].decode(), end  # UnicodeDecodeError: the caller's no-match
 
 
 # -- walking a frame's msgpack structure (template building only: a validated frame, once per form) --------------
