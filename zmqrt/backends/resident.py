@@ -1,10 +1,16 @@
 """Resident lanes (``--resident``): small elementwise tasks without a driver call per task.
 
 Each lane gets one block of ``ptx/resident.cu`` that never returns and serves a mailbox in mapped pinned host
-memory. A task copies its inputs into the lane's mapped input slot, writes op, size and parameters, and stores a
-new request number; completion is the kernel's done number read from host memory. No launch, no event, no
-stream query: on the H200 host that path took 7.4 µs per 1 KiB ``vector_add`` against 18.3 µs for a graph replay
-plus sync in the same run (``bench/results/persistent_floor-H200.md``).
+memory. A task copies its inputs into the lane's mapped input slot and stores the two 8-byte mailbox words (each
+carries the request number; with op, n and alpha), which the block reads in one 16-byte read; completion is the
+kernel's done number read from host memory. No launch, no event, no stream query. On the H200 host the floor took
+7.4 µs per 1 KiB ``vector_add`` against 18.3 µs for a graph replay plus sync (``persistent_floor-H200.md``); in
+the server, submit + completion went from 19.6 to 13.8 µs and the service p50 from 39.7 to 31.0 µs
+(``bench/NOTES.md`` 25).
+
+Driver calls that wait for the context's running kernels (freeing memory, module loads, and on the H200 graph
+instantiation) would wait for ever behind the blocks: the backend builds everything before starting them, stops
+them all before freeing anything (``stop_all``), and pauses them around a lane's graph capture or eviction.
 
 Eligible: ``vector_add`` and ``saxpy`` of at most ``MAX_ELEMENTS`` elements (the kernel reads its inputs over PCIe,
 which pays off only for small tasks), submitted untimed. Everything else takes the lane's usual path, so one lane
