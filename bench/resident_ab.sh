@@ -7,8 +7,7 @@ set -u
 OUT=${OUT:-/tmp/zmqrt-out}
 TAG=${TAG:-resident}
 mkdir -p "$OUT" bench/results/ab
-run() { local name=$1 t=$2; shift 2; echo "=== $name"; timeout -k 5 "$t" "$@" >"$OUT/$name.log" 2>&1; echo "exit $?";
-        grep -v calibrated "$OUT/$name.log" | grep -v "^\s*\[server\]" | tail -"${TAIL:-12}"; }
+source "$(dirname "$0")/_run.sh"
 run gpu-resident 180 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_resident.py -x
 for step in on-1 off-1 off-2 on-2; do
   flag=""; [ "${step%-*}" = on ] && flag=--resident

@@ -114,8 +114,8 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=stats, lanes=args.lanes,
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
                        cpu=cpus["loop"] if cpus else None,
-                       fifo_priority=getattr(args, "fifo_priority", 0),
-                       resident=getattr(args, "resident", False))
+                       fifo_priority=args.fifo_priority,
+                       resident=args.resident)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:

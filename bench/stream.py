@@ -73,7 +73,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="zrt")
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", lanes=args.lanes, policy=args.policy,
                        spin=args.spin, cpu=cpus["loop"] if cpus else None, batch_max=args.batch_max,
-                       fifo_priority=getattr(args, "fifo_priority", 0),
+                       fifo_priority=args.fifo_priority,
                        admission_margin=args.admission_margin,
                        resident=args.resident)
     with spawn_on(cpus["server"] if cpus else None):

@@ -6,8 +6,7 @@
 set -u
 OUT=${OUT:-/tmp/zmqrt-out}
 mkdir -p "$OUT/launched" bench/results/ab
-run() { local name=$1 t=$2; shift 2; echo "=== $name"; timeout -k 5 "$t" "$@" >"$OUT/$name.log" 2>&1; echo "exit $?";
-        grep -v calibrated "$OUT/$name.log" | grep -v "^\s*\[server\]" | tail -"${TAIL:-12}"; }
+source "$(dirname "$0")/_run.sh"
 [ "${SKIP_TESTS:-0}" = 1 ] || run gpu-tests 240 python3 -m pytest -m gpu -q -p no:cacheprovider
 stamp=$(mktemp); TAIL=40 run suite-launched 280 python3 bench/run_all.py --out-dir "$OUT/launched"
 find bench/results -maxdepth 1 -name '*.json' -newer "$stamp" -exec cp {} "$OUT/launched/" \;

@@ -31,16 +31,19 @@ _DATA = len(SLOT_KEYS)  # slot kinds >= _DATA: the data of input (kind - _DATA)
 BAD = object()  # a slot that holds something other than a plain msgpack scalar
 
 _U16, _U32, _U64 = struct.Struct(">H").unpack_from, struct.Struct(">I").unpack_from, struct.Struct(">Q").unpack_from
-_I8, _I16 = struct.Struct(">b").unpack_from, struct.Struct(">h").unpack_from
+_U8, _I8, _I16 = struct.Struct(">B").unpack_from, struct.Struct(">b").unpack_from, struct.Struct(">h").unpack_from
 _I32, _I64 = struct.Struct(">i").unpack_from, struct.Struct(">q").unpack_from
 _F32, _F64 = struct.Struct(">f").unpack_from, struct.Struct(">d").unpack_from
 
 
 # type byte -> (struct unpack_from, bytes after the type byte) for msgpack's fixed-width numbers
-_NUMBERS = {0xCB: (_F64, 8), 0xCF: (_U64, 8), 0xCE: (_U32, 4), 0xCD: (_U16, 2), 0xCA: (_F32, 4), 0xD3: (_I64, 8),
-            0xD2: (_I32, 4), 0xD1: (_I16, 2), 0xD0: (_I8, 1)}
+_NUMBERS = {0xCB: (_F64, 8), 0xCF: (_U64, 8), 0xCE: (_U32, 4), 0xCD: (_U16, 2), 0xCC: (_U8, 1), 0xCA: (_F32, 4),
+            0xD3: (_I64, 8), 0xD2: (_I32, 4), 0xD1: (_I16, 2), 0xD0: (_I8, 1)}
 # type byte -> width of the length of a str8/16/32
 _STR_LEN = {0xD9: 1, 0xDA: 2, 0xDB: 4}
+# type byte -> (width of the length, kind) of every sized msgpack object: bin, str, array, map
+_SIZED = {0xC4: (1, "raw"), 0xC5: (2, "raw"), 0xC6: (4, "raw"), **{b: (w, "raw") for b, w in _STR_LEN.items()},
+          0xDC: (2, "array"), 0xDD: (4, "array"), 0xDE: (2, "map"), 0xDF: (4, "map")}
 
 
 def scalar_at(buf: bytes, pos: int) -> tuple[Any, int]:
@@ -57,8 +60,6 @@ def scalar_at(buf: bytes, pos: int) -> tuple[Any, int]:
     if 0xA0 <= b <= 0xBF:
         start = pos + 1
         end = start + (b & 0x1F)
-    elif b == 0xCC:
-        return buf[pos + 1], pos + 2
     elif b == 0xC0:
         return None, pos + 1
     else:
@@ -87,13 +88,12 @@ def _header(buf: bytes, pos: int) -> tuple[str, int, int]:
         return "array", b & 0x0F, pos + 1
     if b <= 0xBF:
         return "raw", b & 0x1F, pos + 1
-    fixed = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8, 0xCA: 4, 0xCB: 8}
-    if b in fixed:
-        return "scalar", 0, pos + 1 + fixed[b]
-    sized = {0xC4: (1, "raw"), 0xC5: (2, "raw"), 0xC6: (4, "raw"), 0xD9: (1, "raw"), 0xDA: (2, "raw"),
-             0xDB: (4, "raw"), 0xDC: (2, "array"), 0xDD: (4, "array"), 0xDE: (2, "map"), 0xDF: (4, "map")}
-    if b in sized:
-        width, kind = sized[b]
+    number = _NUMBERS.get(b)
+    if number is not None:
+        return "scalar", 0, pos + 1 + number[1]
+    sized = _SIZED.get(b)
+    if sized is not None:
+        width, kind = sized
         return kind, int.from_bytes(buf[pos + 1:pos + 1 + width], "big"), pos + 1 + width
     raise ValueError(f"msgpack type 0x{b:02x} has no place in a task")  # ext types are refused at decode
 
@@ -165,14 +165,12 @@ class FrameTemplate:
     ``match`` is generated per template (straight-line code, the fixed bytes bound as default arguments, never
     written into the source): a loop over the segments cost twice as much."""
 
-    __slots__ = ("match", "form", "present", "segments")
+    __slots__ = ("match", "form", "segments")
 
-    def __init__(self, segments: tuple, tail: bytes, form: Any, present: tuple[bool, ...],
-                 tbytes: tuple | None = None) -> None:
+    def __init__(self, segments: tuple, tail: bytes, form: Any, tbytes: tuple) -> None:
         self.segments = segments + ((tail, len(tail), -1, 0),)
         self.form = form  # what the decoder attaches: the validated form these frames share
-        self.present = present  # which SLOT_KEYS the form's frames carry
-        self.match = _compile(self.segments, (tbytes or (None,) * len(segments)) + (None,))
+        self.match = _compile(self.segments, tbytes + (None,))
 
     @classmethod
     def build(cls, frame: bytes, nbytes: tuple[int, ...], form: Any) -> FrameTemplate | None:
@@ -183,26 +181,22 @@ class FrameTemplate:
         except (ValueError, IndexError, UnicodeDecodeError):
             return None
         segments, tbytes, pos = [], [], 0
-        present = [False] * len(SLOT_KEYS)
         for start, end, kind in spans:
             if kind >= _DATA:
                 if kind - _DATA >= len(nbytes) or end - start != nbytes[kind - _DATA]:
                     return None
                 tbytes.append(None)
             else:
-                present[kind] = True
                 tbytes.append(frame[start])
             segments.append((frame[pos:start], start - pos, kind, end - start if kind >= _DATA else 0))
             pos = end
-        return cls(tuple(segments), frame[pos:], form, tuple(present), tuple(tbytes))
+        return cls(tuple(segments), frame[pos:], form, tuple(tbytes))
 
 
-# template type byte -> (test on frame[p], inline decode, bytes consumed); the names are _compile's arguments
+# template type byte -> (test on frame[p], inline decode, bytes consumed). ``_n<byte>`` is _compile's argument
+# bound to that type's unpack function.
 _INLINE = {
-    0xCB: ("frame[p] == 0xCB", "_F64(frame, p + 1)[0]", 9),
-    0xCF: ("frame[p] == 0xCF", "_U64(frame, p + 1)[0]", 9),
-    0xCE: ("frame[p] == 0xCE", "_U32(frame, p + 1)[0]", 5),
-    0xCD: ("frame[p] == 0xCD", "_U16(frame, p + 1)[0]", 3),
+    **{b: (f"frame[p] == {b}", f"_n{b}(frame, p + 1)[0]", 1 + width) for b, (_, width) in _NUMBERS.items()},
     **{b: ("frame[p] < 0x80", "frame[p]", 1) for b in range(0x80)},
 }
 
@@ -210,7 +204,7 @@ _INLINE = {
 def _compile(segments: tuple, tbytes: tuple) -> Any:
     """``match(frame)`` for ``segments`` (the last one the tail), as straight-line code. ``tbytes``: the type byte
     of each scalar slot in the template's own frame (None for data and the tail)."""
-    args = ["frame", "_scalar=scalar_at", "_BAD=BAD", "_F64=_F64", "_U64=_U64", "_U32=_U32", "_U16=_U16"]
+    args = ["frame", "_scalar=scalar_at", "_BAD=BAD", *(f"_n{b}=_NUMBERS[{b}][0]" for b in _NUMBERS)]
     body = ["values = [None, None, None, None, None]", "offsets = []", "startswith = frame.startswith", "p = 0"]
     for i, (_, n, kind, size) in enumerate(segments):
         args.append(f"_F{i}=_segments[{i}][0]")
@@ -243,6 +237,6 @@ def _compile(segments: tuple, tbytes: tuple) -> Any:
            + "".join(f"        {line}\n" for line in body)
            + "    except (IndexError, _struct_error, UnicodeDecodeError):\n        return None\n")
     namespace = {"scalar_at": scalar_at, "BAD": BAD, "_segments": segments, "_struct_error": struct.error,
-                 "_F64": _F64, "_U64": _U64, "_U32": _U32, "_U16": _U16}
+                 "_NUMBERS": _NUMBERS}
     exec(compile(src, "<frame template>", "exec"), namespace)  # noqa: S102 - only ints and names in the source
     return namespace["match"]

@@ -23,6 +23,7 @@ dies (a sticky error) never publishes its done number: ``poll`` checks the block
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,9 +95,7 @@ class ResidentLane:
         return name in OPS and inputs[0].size <= MAX_ELEMENTS
 
     def _form(self, op: int, shape: tuple[int, ...]) -> tuple:
-        n = 1
-        for d in shape:
-            n *= d
+        n = math.prod(shape)
         form = (self._in[:n].reshape(shape), self._in[MAX_ELEMENTS:MAX_ELEMENTS + n].reshape(shape),
                 [self._out[:n].reshape(shape)], (n | op << 24) << 32)
         if len(self._forms) >= 256:
