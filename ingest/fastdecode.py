@@ -111,6 +111,11 @@ class TaskDecoder:
         self._templates: list[FrameTemplate] = []  # most recently matched first
         self.templated = 0  # tasks decoded from a byte template (diagnostics)
 
+    @property
+    def templates(self) -> list[FrameTemplate]:
+        """The byte templates, most recently matched first (``ingest.bulk`` matches a batch against them)."""
+        return self._templates
+
     def _add_template(self, frame: bytes, form: _Form, task: Task) -> None:
         views = tuple((dtype, nbytes // dtype.itemsize, shape) for dtype, shape, nbytes in form.inputs)
         tpl = FrameTemplate.build(frame, tuple(nbytes for _, _, nbytes in form.inputs),

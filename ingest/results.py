@@ -220,6 +220,35 @@ class ResultRouter:
         self.sent += 1
         return True
 
+    def send_rows(self, reply_to: str | None, payload: memoryview, step: int) -> None:
+        """``send(reply_to, row)`` for each ``step``-byte row of ``payload``, in order: the results of a batch
+        (``ingest.bulk``) to one producer. Where the endpoint is connected and nothing is held, the rows go
+        straight to its socket (about 1 µs a row less than ``send`` each); the first refusal hands that row and the
+        rest to ``send``, which holds them in order."""
+        n = len(payload)
+        sock = self._direct.get(reply_to)
+        off = 0
+        if sock is not None and not self.backlog:
+            copy = step < _COPY_BELOW
+            try:
+                while off < n:
+                    _raw_send(sock, payload[off:off + step], _NOBLOCK, copy, False)
+                    off += step
+            except zmq.Again:
+                pass
+            except zmq.ZMQError as exc:
+                log.warning("result send to %r failed: %s", reply_to or self.default_endpoint, exc)
+                self.sent += off // step
+                self._drop("error", (n - off) // step)
+                return
+            self.sent += off // step
+            if reply_to is not None:
+                self._peers.move_to_end(reply_to)
+        send = self.send
+        while off < n:
+            send(reply_to, payload[off:off + step])
+            off += step
+
     def _send(self, reply_to: str | None, payload: bytes) -> bool:
         """``send`` with every check: closed router, allowed endpoint, connection, backlog order."""
         if self._closed:

@@ -165,11 +165,12 @@ class FrameTemplate:
     ``match`` is generated per template (straight-line code, the fixed bytes bound as default arguments, never
     written into the source): a loop over the segments cost twice as much."""
 
-    __slots__ = ("match", "form", "segments")
+    __slots__ = ("match", "form", "segments", "tbytes")
 
     def __init__(self, segments: tuple, tail: bytes, form: Any, tbytes: tuple) -> None:
         self.segments = segments + ((tail, len(tail), -1, 0),)
         self.form = form  # what the decoder attaches: the validated form these frames share
+        self.tbytes = tbytes  # per slot: the type byte of its value in the template's frame (None for data)
         self.match = _compile(self.segments, tbytes + (None,))
 
     @classmethod

@@ -65,3 +65,60 @@ def test_batched_launches_give_every_task_its_own_rows(ipc_endpoint, kernel):
                 tol = 1e-6 if kernel == "vector_add" else 1e-4 * float(np.abs(w).max())
                 np.testing.assert_allclose(res.outputs[0], w, rtol=1e-5, atol=tol)
             assert server.batches == round_ + 1 and server.batched_tasks == 10 * (round_ + 1)
+
+
+@pytest.mark.parametrize("resident", [False, True])
+def test_a_backlog_read_as_one_batch_gives_every_task_its_own_rows(tmp_path, resident):
+    # The bulk path (ingest/bulk.py): a backlog of one form decoded as one batch, run as one launch (a resident
+    # lane takes it while it fits), each result encoded from its rows. Outputs poisoned before every round.
+    import zmq
+
+    from ingest.protocol import decode_result, encode_task
+    from zmqrt.backends.cuda import CudaBackend
+    from zmqrt.config import ServerConfig
+    from zmqrt.server import Server
+
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    reply = f"ipc://{tmp_path}/reply"
+    pull.bind(reply)
+    backend = CudaBackend(load_registry(), lanes=2, max_task_bytes=1 << 20, resident=resident)
+    server = Server(ServerConfig(backend="cuda", ingest=f"ipc://{tmp_path}/in", lanes=2, calibrate=False,
+                                 batch_max=64, resident=resident), backend=backend, ctx=ctx)
+    try:
+        rng = np.random.default_rng()
+        for round_ in range(4):  # plain launches, then the captured graph of the batch shape
+            for lane in range(2):
+                backend.lane(lane).h_out.view[...] = 0xFF
+                if resident:
+                    backend._resident[lane]._out[...] = np.nan
+            n = 40 if round_ < 3 else 16  # 16 x 256 elements: on the resident block
+            a = rng.standard_normal((n, 256)).astype(np.float32)
+            b = rng.standard_normal((n, 256)).astype(np.float32)
+            frames = [encode_task(1000 * (round_ + 1) + i, "vector_add", [a[i], b[i]], reply_to=reply)
+                      for i in range(n)]
+            start = 0
+            if round_ == 0:  # the form's first frames: validated, then its byte template
+                for f in frames[:3]:
+                    server._accept(f)
+                    while server._busy_lanes:
+                        server._poll_lanes()
+                start = 3
+            before = server.bulk_tasks
+            server._accept_backlog(frames[start:], [time.monotonic_ns()] * (n - start))
+            assert server.bulk_tasks == before + n - start
+            while server._busy_lanes:
+                server._poll_lanes()
+            got = {}
+            while len(got) < n and pull.poll(5000):
+                res = decode_result(pull.recv())
+                got[res.id] = res
+            assert len(got) == n
+            for i in range(n):
+                res = got[1000 * (round_ + 1) + i]
+                assert res.ok, (res.code, res.message)
+                np.testing.assert_allclose(res.outputs[0], a[i] + b[i], rtol=1e-6, atol=1e-6)
+    finally:
+        server.close()
+        pull.close(0)
+        ctx.term()

@@ -21,11 +21,13 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import msgpack
 import numpy as np
 import zmq
 
+from ingest.bulk import BulkBatch, BulkForm, BulkResults
 from ingest.fastdecode import TaskDecoder
 from ingest.protocol import DEFAULT_REPLY_PATTERNS, Limits, OkEncoder, Rejection, Task, encode_ok_result, encode_result
 from ingest.receiver import Receiver
@@ -45,7 +47,7 @@ from .trace import ADMITTED, COLLECTED, DECODED, ENCODED, POPPED, RECV, SEEN_DON
 log = logging.getLogger("zmqrt")
 
 _READ_AHEAD = 8  # frames read per loop pass while every lane is busy
-_BEHIND_PASSES = 16  # passes in a row with a frame still waiting before the loop reads ahead to batch
+_BULK_TEMPLATES = 4  # byte templates (most recently matched first) a backlog is matched against as a batch
 # Deferred bookkeeping entries before a busy loop applies them anyway; ZMQRT_BOOKS_MAX=1 applies each at once,
 # right after its send, as before (for A/B runs: bench/NOTES.md 21).
 _BOOKS_MAX = max(1, int(os.environ.get("ZMQRT_BOOKS_MAX", "256")))
@@ -57,6 +59,14 @@ _PROBE_AFTER_REJECTIONS = 16  # ...and only after this many infeasible rejection
 _NS_PER_US = 1e-3
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: IntFlag.__and__ costs ~2 µs
 EXIT_GPU_FAULT = 3  # run_server's exit status after a fatal GPU fault: restart me (zmqrt.supervisor)
+
+
+class _Row(NamedTuple):
+    """What ``Server._fail`` reads of a task, for a bulk batch's rows (which have no Task objects)."""
+
+    id: int | str
+    reply_to: str | None
+    recv_ns: int
 
 
 def size_class(in_bytes: int) -> int:
@@ -111,7 +121,11 @@ class Server:
         self._batch_forms: dict[tuple[int, int], tuple[object, object]] = {}  # (id(form), k) -> (form, checked_k)
         self.batches = 0
         self.batched_tasks = 0
-        self._direct_start = True  # off while the loop reads a backlog: those tasks queue, and dispatch batches
+        # Batches decoded together from a backlog (ingest.bulk), per lane; their readers and result encoders.
+        self._lane_bulk: list[tuple[BulkBatch, list] | None] = [None] * n
+        self._bulk_forms: dict[int, tuple[object, BulkForm | None]] = {}  # id(FrameTemplate) -> (it, its reader)
+        self._bulk_results: dict[tuple, BulkResults] = {}
+        self.bulk_tasks = 0
         # Result encoder per task form, id(checked) -> (checked, OkEncoder): a form fixes its outputs' dtypes, shapes.
         self._encoders: dict[int, tuple[object, OkEncoder]] = {}
         self._books: list[tuple] = []  # stage histograms and counters of sent tasks, applied in idle passes
@@ -199,8 +213,9 @@ class Server:
         self.tracker.count_rejected(code)
 
     # ------------------------------------------------------------------ ingest
-    def _accept(self, frame: bytes) -> None:
-        recv_ns = time.monotonic_ns()
+    def _accept(self, frame: bytes, recv_ns: int = 0) -> None:
+        if not recv_ns:
+            recv_ns = time.monotonic_ns()
         self._seq += 1
         try:
             task = self._decode(frame, recv_ns, self._seq)
@@ -226,7 +241,7 @@ class Server:
                                                "reply endpoint; ids must be unique while in flight", recv_ns)
             return
         task.size_class = size_class(task.in_bytes)
-        if self._free_lanes and not len(self.sched) and self._direct_start:
+        if self._free_lanes and not len(self.sched):
             # Nothing queued and a lane free: every policy runs this task now, and its predicted finish is
             # receipt + its own service time. Admission then needs no queue arithmetic, and the task skips the
             # queue: about 6 µs less per task at low load. An infeasible one takes the full path (its message).
@@ -277,6 +292,144 @@ class Server:
             return False
         self.probes += 1
         return True
+
+    # ------------------------------------------------------------------ a backlog decoded as one batch
+    def _accept_backlog(self, frames: list[bytes], stamps: list[int]) -> None:
+        """Frames read together from a backlog (batching on, a lane free, nothing queued): the runs of one byte
+        template become batches decoded and answered with numpy (``ingest.bulk``), one launch each on a free
+        lane; every other frame, and every row a batch leaves, takes the per-task path (``_accept``), which
+        decodes it or words its rejection as for any frame.
+
+        Why: at 100k+ tasks a second the per-task decode, admission, encode and bookkeeping (about 35 µs a task
+        on the H200 host) are the whole budget; read as one batch they cost a few µs a task, most of it the
+        recv and the send (bench/NOTES.md 28)."""
+        left = np.arange(len(frames))
+        if self._accepting and len(frames) > 1:
+            lengths = np.fromiter(map(len, frames), np.int64, len(frames))
+            recv_ns = np.asarray(stamps, np.int64)
+            for tpl in self.decoder.templates[:_BULK_TEMPLATES]:
+                if len(left) < 2 or not self._free_lanes:
+                    break
+                form = self._bulk_form(tpl)
+                if form is None:
+                    continue
+                same = lengths[left] == form.length
+                rows = left[same]
+                if len(rows) < 2:
+                    continue
+                batch, rest = form.match(frames, rows, recv_ns[rows])
+                if batch is not None:
+                    rest = np.concatenate((rest, self._start_bulk(batch)))
+                left = np.sort(np.concatenate((left[~same], rest)))
+        accept = self._accept
+        for i in left.tolist():
+            accept(frames[i], stamps[i])
+
+    def _bulk_form(self, tpl) -> BulkForm | None:
+        entry = self._bulk_forms.get(id(tpl))
+        if entry is None or entry[0] is not tpl:  # the template's reader, built once (None: not fixed-width)
+            if len(self._bulk_forms) >= 256:
+                self._bulk_forms.clear()
+            spec = tpl.form[0].spec
+            entry = self._bulk_forms[id(tpl)] = (tpl, BulkForm.of(tpl, self.limits) if spec.batchable else None)
+        return entry[1]
+
+    def _start_bulk(self, batch: BulkBatch) -> np.ndarray:
+        """Run ``batch`` as one launch on a free lane; returns the rows it leaves to the per-task path: all of them
+        for a duplicate id (the per-task path answers DUPLICATE), rows past what one launch holds, and rows whose
+        deadline the batch's predicted service would miss (the per-task path admits or refuses each)."""
+        form, kernel, _, reply_to, _ = batch.rec
+        keys = [(reply_to, i) for i in batch.ids]
+        inflight = self._inflight_keys
+        if len(set(keys)) != len(keys) or not inflight.isdisjoint(keys):
+            return batch.rows
+        back = []
+        cap = min(self._batch_max, max(1, self.backend.max_task_bytes // max(form.in_bytes, form.out_bytes, 1)))
+        if len(batch) > cap:
+            keep = np.arange(len(batch)) < cap
+            back.append(batch.rows[~keep])
+            batch = batch.take(keep)
+        now = time.monotonic_ns()
+        cost_ns = self.predictor.predict_ns(kernel, size_class(len(batch) * form.in_bytes))
+        feasible = batch.deadline_ns >= now + cost_ns  # NO_DEADLINE always is
+        if not feasible.all():
+            back.append(batch.rows[~feasible])
+            batch = batch.take(feasible)
+        if len(batch) < 2:
+            back.append(batch.rows)
+            return np.concatenate(back)
+        keys = [(reply_to, i) for i in batch.ids]
+        k = len(batch)
+        free = self._free_lanes
+        lane = free.pop() if int(batch.priority.min()) == 0 else free.pop(0)
+        entry = self._batch_forms.get((id(form.checked), k))
+        try:
+            if entry is None or entry[0] is not form.checked:  # the form's checked object for k rows, built once
+                entry = (form.checked, form.spec.check(batch.inputs, form.checked.params))
+                if len(self._batch_forms) >= 1024:
+                    self._batch_forms.clear()
+                self._batch_forms[(id(form.checked), k)] = entry
+            self.backend.submit(lane, form.spec, batch.inputs, entry[1], False)
+        except (TaskError, CudaError) as e:  # a row-wise kernel's own form never fails its check; answered all
+            free.append(lane)
+            code = Code.GPU_FAULT if isinstance(e, CudaError) else e.code
+            for task_id, recv_ns in zip(batch.ids, batch.recv_ns.tolist()):  # noqa: B905 - one per row
+                self._reply(task_id, reply_to, code, f"batched run of {k}: {e}",
+                            latency_us={"service": (now - recv_ns) * _NS_PER_US})
+                self.tracker.count_error(code)
+            if isinstance(e, CudaError) and e.sticky:
+                self._gpu_fault(str(e), fatal=True)
+            return np.concatenate(back) if back else batch.rows[:0]
+        inflight.update(keys)
+        self._dispatched += 1
+        self.batches += 1
+        self.batched_tasks += k
+        self.bulk_tasks += k
+        self._lane_bulk[lane] = (batch, keys)
+        self._lane_task[lane] = None
+        self._lane_dispatch_ns[lane] = now
+        self._lane_predicted_ns[lane] = cost_ns
+        self._lane_sampled[lane] = False
+        self._busy_lanes.append(lane)
+        return np.concatenate(back) if back else batch.rows[:0]
+
+    def _complete_bulk(self, lane: int) -> None:
+        """Every task of a finished bulk batch gets its own result, encoded with the batch's others in one go."""
+        batch, keys = self._lane_bulk[lane]
+        self._lane_bulk[lane] = None
+        self._busy_lanes.remove(lane)
+        outputs = self.backend.collect(lane)
+        done_ns = time.monotonic_ns()
+        dispatch_ns = self._lane_dispatch_ns[lane]
+        form, kernel, _, reply_to, _ = batch.rec
+        missed = batch.deadline_ns < done_ns
+        key = BulkResults.key(outputs, batch.id_raw.shape[1])
+        enc = self._bulk_results.get(key)
+        if enc is None:
+            if len(self._bulk_results) >= 256:
+                self._bulk_results.clear()
+            enc = self._bulk_results[key] = BulkResults([o[0] for o in outputs], batch.id_raw[0].tobytes())
+        recv_ns = batch.recv_ns
+        payload = memoryview(enc.encode(batch.id_raw, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
+                                        (done_ns - recv_ns) * _NS_PER_US))
+        self._free_lanes.append(lane)  # every row is copied into the payload
+        self.router.send_rows(reply_to, payload, enc.length)
+        sent_ns = time.monotonic_ns()
+        k = len(batch)
+        self.results_sent += k
+        self._inflight_keys.difference_update(keys)
+        # Bookkeeping at once, for the whole batch: a few array operations, not per task.
+        tracker = self.tracker
+        priorities = batch.priority
+        e2e = time.time_ns() - batch.sent_ns if batch.sent_ns is not None else None
+        for prio in np.unique(priorities).tolist():
+            sel = priorities == prio if len(priorities) > 1 else slice(None)
+            tracker.record_many(kernel, prio, "queue", dispatch_ns - recv_ns[sel])
+            tracker.record_many(kernel, prio, "service", sent_ns - recv_ns[sel])
+            if e2e is not None:
+                tracker.record_many(kernel, prio, "e2e", e2e[sel])
+        tracker.count_ok_many(sent_ns, k, int(missed.sum()))
+        self.predictor.observe(kernel, size_class(k * form.in_bytes), done_ns - dispatch_ns, False)
 
     def _inflight_remaining_ns(self, now_ns: int) -> int:
         total = 0
@@ -433,6 +586,9 @@ class Server:
         return done_any
 
     def _complete(self, lane: int) -> None:
+        if self._lane_bulk[lane] is not None:
+            self._complete_bulk(lane)
+            return
         if self._lane_batch[lane] is not None:
             self._complete_batch(lane)
             return
@@ -569,7 +725,13 @@ class Server:
                 trace.buf[base + SENT] = sent_ns
 
     def _lane_tasks(self, lane: int) -> list[Task]:
-        """The tasks a busy lane is running: its batch, or its one task."""
+        """The tasks a busy lane is running: its batch, or its one task (for a bulk batch, what ``_fail`` reads of
+        each: id, reply_to, recv_ns)."""
+        bulk = self._lane_bulk[lane]
+        if bulk is not None:
+            self._lane_bulk[lane] = None
+            rows, reply_to = bulk[0], bulk[0].rec[3]
+            return [_Row(i, reply_to, r) for i, r in zip(rows.ids, rows.recv_ns.tolist())]  # noqa: B905
         batch = self._lane_batch[lane]
         if batch is not None:
             self._lane_batch[lane] = None
@@ -618,6 +780,7 @@ class Server:
             "uptime_s": (now - self.started_ns) / 1e9,
             "frames": self.receiver.frames,
             "batches": self.batches,
+            "bulk_tasks": self.bulk_tasks,
             "batched_tasks": self.batched_tasks,
             "undecodable": self.receiver.undecodable,
             "results_sent": self.results_sent,
@@ -686,7 +849,8 @@ class Server:
         accept = self._accept
         receiver = self.receiver
         batching = self._batch_max > 1
-        behind = 0  # consecutive passes that found another frame waiting after the one they read
+        batch_max = self._batch_max
+        monotonic_ns = time.monotonic_ns
         router = self.router
         while not self._stop.is_set():
             # One frame per pass while a lane is free, then completions, then dispatch: a task read while a lane
@@ -704,23 +868,19 @@ class Server:
             while n < limit and not (router.backlog and router.backlog_full) and readable(EVENTS) & POLLIN:
                 frame = recv(zmq.NOBLOCK)
                 receiver.frames += 1
-                accept(frame)
                 n += 1
                 progressed = True
-                if limit == 1 and batching:
-                    # Another frame already waiting after this one, pass after pass, means the loop is behind its
-                    # producers (sustained overload, not a burst): then read a few more per pass and queue them
-                    # instead of starting each alone, so dispatch can batch them. The frame just read has started
-                    # already. A single late pass must not do this: queued frames wait for the pass's decodes
-                    # (up to 8 x 15-20 µs), which cost a 10 kHz stream on a slow host its deadlines.
-                    if readable(EVENTS) & POLLIN:
-                        behind += 1
-                        if behind >= _BEHIND_PASSES:
-                            limit = _READ_AHEAD
-                            self._direct_start = False
-                    else:
-                        behind = 0
-            self._direct_start = True
+                if batching and limit == 1 and readable(EVENTS) & POLLIN and not len(self.sched):
+                    # A lane is free, nothing is queued and another frame waits already: the loop is behind its
+                    # producers. Read the backlog (up to --batch-max frames) and decode it as batches.
+                    frames, stamps = [frame], [monotonic_ns()]
+                    while len(frames) < batch_max and readable(EVENTS) & POLLIN:
+                        frames.append(recv(zmq.NOBLOCK))
+                        stamps.append(monotonic_ns())
+                    receiver.frames += len(frames) - 1
+                    self._accept_backlog(frames, stamps)
+                    break
+                accept(frame)
             if self._busy_lanes and self._poll_lanes():
                 progressed = True
             if self._free_lanes and len(self.sched):

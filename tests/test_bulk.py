@@ -1,0 +1,236 @@
+"""A backlog decoded and answered as one batch (ingest/bulk.py): every row it takes decodes exactly as the per-task
+decoder decodes that frame, every result row is the per-task encoder's frame, and the server answers each task of
+a backlog once, through real sockets, with the rows it leaves (bad values, duplicates, infeasible deadlines) worded
+by the per-task path."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.bulk import NO_DEADLINE, BulkForm, BulkResults
+from ingest.protocol import OkEncoder, decode_result, encode_task
+from tests.test_fastdecode import LIMITS, base_task, outcome
+from tests.test_template import SCALARS, warmed
+from zmqrt.config import ServerConfig
+from zmqrt.errors import Code
+from zmqrt.latency.tracker import LatencyTracker, _record, new_histogram
+from zmqrt.server import Server
+
+
+def _bulk(frames: list[bytes], dec, recv_ns: int = 1000):
+    form = BulkForm.of(dec.templates[0], LIMITS)
+    assert form is not None
+    rows = np.array([i for i, f in enumerate(frames) if len(f) == form.length], np.intp)
+    batch, left = form.match(frames, rows, np.full(len(rows), recv_ns, np.int64))
+    return form, rows, batch, left
+
+
+def _same_as_decoder(dec, frames, batch, recv_ns: int = 1000) -> None:
+    """Every row the batch took decodes to these values by the per-task decoder."""
+    if batch is None:
+        return
+    for j, row in enumerate(batch.rows.tolist()):
+        task = dec.decode(frames[row], recv_ns, row)
+        assert task.id == batch.ids[j] and type(task.id) is type(batch.ids[j])
+        assert task.priority == batch.priority[j]
+        assert (task.deadline_ns if task.deadline_ns is not None else NO_DEADLINE) == batch.deadline_ns[j]
+        assert task.sent_ns == (None if batch.sent_ns is None else batch.sent_ns[j])
+        for a, b in zip(task.inputs, batch.inputs, strict=True):
+            assert a.tobytes() == np.ascontiguousarray(b[j]).tobytes()
+        assert msgpack.packb(task.id) == batch.id_raw[j].tobytes() or task.id == msgpack.unpackb(
+            batch.id_raw[j].tobytes())
+
+
+@pytest.mark.parametrize("ids", [lambda i: 1000 + i, lambda i: 2**40 + i, lambda i: f"p3-{100 + i}"])
+def test_a_batch_of_one_form_decodes_as_the_per_task_decoder(ids):
+    dec = warmed(id=ids(0), period_us=100.0, sent_ns=10**18)
+    rng = np.random.default_rng()
+    frames = []
+    for i in range(40):
+        msg = base_task(ids(i), priority=i % 8, deadline_us=[250.5, 10, 7.25e5, 0.0][i % 4], period_us=50.0 + i,
+                        sent_ns=10**18 + i)
+        msg["inputs"] = [{"dtype": "float32", "shape": [64], "data": rng.standard_normal(64).astype(np.float32)
+                          .tobytes()} for _ in range(2)]
+        frames.append(msgpack.packb(msg))
+    form, rows, batch, left = _bulk(frames, dec)
+    # An int deadline (10) has its own width, so another frame length: those frames are not the form's.
+    assert len(rows) == len(batch) == 30 and not len(left)
+    _same_as_decoder(dec, frames, batch)
+    assert batch.inputs[0].shape == (30, 64)
+
+
+def test_rows_whose_values_the_checks_refuse_are_left_to_the_per_task_path():
+    dec = warmed(id=1000, sent_ns=5)
+    good = [msgpack.packb(base_task(1000 + i, sent_ns=5)) for i in range(4)]
+    bad = [msgpack.packb(base_task(1100, priority=9, sent_ns=5)),  # priority out of range, same width
+           msgpack.packb(base_task(1101, deadline_us=math.nan, sent_ns=5)),
+           msgpack.packb(base_task(1102, deadline_us=-1.0, sent_ns=5)),
+           msgpack.packb(base_task(1103, kernel="vector_sub", sent_ns=5))]  # same length, other fixed bytes
+    frames = good[:2] + bad + good[2:]
+    _, _, batch, left = _bulk(frames, dec)
+    assert batch.rows.tolist() == [0, 1, 6, 7] and sorted(left.tolist()) == [2, 3, 4, 5]
+    _same_as_decoder(dec, frames, batch)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(["id", "priority", "deadline_us", "period_us", "sent_ns"]), value=SCALARS,
+       single=st.booleans())
+def test_any_slot_value_is_taken_only_as_the_decoder_takes_it(field, value, single):
+    dec = warmed(period_us=100.0, sent_ns=12345)
+    changes = {"period_us": 100.0, "sent_ns": 12345, field: value}
+    single = single and not (isinstance(value, float) and abs(value) > 3e38)
+    frames = [msgpack.packb(base_task(9, **{**changes, field: 7 if field != "id" else 8})),
+              msgpack.packb(base_task(9, **changes), use_single_float=single)]
+    _, _, batch, _ = _bulk(frames, dec)
+    if batch is not None:
+        for row in batch.rows.tolist():
+            assert outcome(lambda r=row: dec.decode(frames[r], 1000, 0))[0] == "task"
+    _same_as_decoder(dec, frames, batch)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_flipped_bytes_never_make_a_row_the_decoder_would_refuse(data):
+    dec = warmed(id=2**20)
+    frames, flipped = [], 0
+    for i in range(4):
+        frame = bytearray(msgpack.packb(base_task(2**20 + i)))
+        for _ in range(data.draw(st.integers(0, 2))):
+            frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
+            flipped += 1
+        frames.append(bytes(frame))
+    _, _, batch, _ = _bulk(frames, dec)
+    if not flipped:
+        assert len(batch) == 4
+    if batch is not None:
+        for row in batch.rows.tolist():
+            assert outcome(lambda r=row: dec.decode(frames[r], 1000, 0))[0] == "task"
+    _same_as_decoder(dec, frames, batch)
+
+
+@pytest.mark.parametrize("task_id", [7, 2**33, "a-123456"])
+def test_result_rows_equal_the_per_task_encoder(task_id):
+    rng = np.random.default_rng()
+    outputs = [rng.standard_normal((5, 64)).astype(np.float32), rng.standard_normal((5, 3, 2)).astype(np.complex64)]
+    ids = [task_id] * 5 if isinstance(task_id, str) else [task_id + i for i in range(5)]
+    raw = np.array([np.frombuffer(msgpack.packb(i), np.uint8) for i in ids])
+    missed = np.array([True, False, False, True, False])
+    queue_us, service_us = rng.random(5) * 100, rng.random(5) * 1000
+    enc = BulkResults([o[0] for o in outputs], raw[0].tobytes())
+    got = enc.encode(raw, outputs, missed, queue_us, service_us)
+    ok = OkEncoder([o[0] for o in outputs])
+    for i in range(5):
+        want = ok.encode(ids[i], [o[i] for o in outputs], bool(missed[i]), float(queue_us[i]), float(service_us[i]))
+        assert got[i * enc.length:(i + 1) * enc.length] == want
+
+
+def test_record_many_equals_recording_one_at_a_time():
+    values = np.concatenate([np.random.default_rng().integers(-5, 10**9, 5000), [0, 1, 2047, 2048, 60 * 10**9 + 5]])
+    tracker = LatencyTracker(interval_stage="service")
+    tracker.record_many("k", 0, "service", values)
+    one = new_histogram()
+    for v in values.tolist():
+        _record(one, v)
+    h = tracker.histogram("k", 0, "service")
+    assert list(h.counts) == list(one.counts)
+    assert (h.total_count, h.min_value, h.max_value) == (one.total_count, one.min_value, one.max_value)
+    assert tracker.take_interval().total_count == len(values)
+
+
+# -- through the server, with real sockets --------------------------------------------------------------------
+
+@pytest.fixture()
+def sockets(tmp_path):
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    reply = f"ipc://{tmp_path}/reply"
+    pull.bind(reply)
+    yield ctx, pull, reply, f"ipc://{tmp_path}/in"
+    pull.close(0)
+    ctx.term()
+
+
+def _results(pull, n: int) -> dict:
+    got = {}
+    while len(got) < n and pull.poll(5000):
+        res = decode_result(pull.recv())
+        assert res.id not in got, f"two results for {res.id}"
+        got[res.id] = res
+    return got
+
+
+def test_the_server_runs_a_backlog_as_a_batch_and_words_what_it_leaves(sockets):
+    ctx, pull, reply, ingest = sockets
+    server = Server(ServerConfig(backend="cpu", ingest=ingest, lanes=2, calibrate=False, batch_max=64), ctx=ctx)
+    try:
+        rng = np.random.default_rng()
+        pairs = [(rng.standard_normal(256).astype(np.float32), rng.standard_normal(256).astype(np.float32))
+                 for _ in range(60)]
+
+        def frame(i, **kw):
+            a, b = pairs[i]
+            return encode_task(1000 + i, "vector_add", [a, b], reply_to=reply, sent_ns=time.time_ns(), **kw)
+
+        for i in range(3):  # the form's first frames: validated, then a byte template
+            server._accept(frame(i, deadline_us=1e6))
+            server._poll_lanes()
+        frames = [frame(i, deadline_us=1e6) for i in range(3, 60)]
+        frames[10] = frame(13, deadline_us=1e6, priority=99)  # refused: its own code
+        frames[20] = frame(23, deadline_us=0.0)  # cannot be met: refused at admission
+        server._accept_backlog(frames, [time.monotonic_ns()] * len(frames))
+        while server._busy_lanes:
+            server._poll_lanes()
+        got = _results(pull, 60)
+        assert len(got) == 60
+        assert got[1013].code is Code.BAD_PRIORITY
+        assert got[1023].code is Code.DEADLINE_INFEASIBLE
+        for i in range(60):
+            if 1000 + i not in (1013, 1023):
+                res = got[1000 + i]
+                assert res.ok, (res.code, res.message)
+                np.testing.assert_array_equal(res.outputs[0], pairs[i][0] + pairs[i][1])
+        assert server.bulk_tasks == 55  # the backlog but its two refused rows
+        server._flush_books()
+        assert server.tracker.ok == 58
+        assert server.tracker.histogram("vector_add", 4, "service").total_count == 58
+    finally:
+        server.close()
+
+
+def test_a_burst_through_real_sockets_gets_every_result_once(sockets):
+    ctx, pull, reply, ingest = sockets
+    server = Server(ServerConfig(backend="cpu", ingest=ingest, lanes=2, calibrate=False, batch_max=64), ctx=ctx)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(ingest)
+    try:
+        rng = np.random.default_rng()
+        n = 3000
+        a = rng.standard_normal((n, 256)).astype(np.float32)
+        b = rng.standard_normal((n, 256)).astype(np.float32)
+        frames = [encode_task(f"t-{100000 + i}", "vector_add", [a[i], b[i]], reply_to=reply, deadline_us=5e6)
+                  for i in range(n)]
+        for f in frames:
+            push.send(f)
+        got = _results(pull, n)
+        assert len(got) == n
+        for i in range(n):
+            res = got[f"t-{100000 + i}"]
+            assert res.ok, (res.code, res.message)
+            np.testing.assert_array_equal(res.outputs[0], a[i] + b[i])
+        assert server.bulk_tasks > 0  # the loop fell behind a burst sent this fast, and read it in batches
+    finally:
+        push.close(0)
+        server.stop()
+        thread.join(10)
+        server.close()
