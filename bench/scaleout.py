@@ -78,7 +78,9 @@ def main() -> int:
         c = r["counts"]
         print(f"devices {spec:6s}: sent {r['sent_tasks_per_s']:,.0f}/s, "
               f"{r['throughput_tasks_per_s']:,.0f} ok/s; ok {c['ok']} rejected {c['rejected']} "
-              f"{c['rejected_by_code']} lost {c['lost']} mismatches {c['mismatches']}", flush=True)
+              f"{c['rejected_by_code']} lost {c['lost']} mismatches {c['mismatches']}; latency p50 "
+              f"{r['latency_us'].get('p50', float('nan')):,.0f} p99 {r['latency_us'].get('p99', float('nan')):,.0f} µs",
+              flush=True)
     base = rows[args.configs.split(";")[0]]["throughput_tasks_per_s"] or float("nan")
     for r in rows.values():
         r["speedup_vs_first"] = (r["throughput_tasks_per_s"] or 0.0) / base
