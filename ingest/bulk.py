@@ -20,9 +20,11 @@ decoder and encoder on random and mutated frames.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 import numpy as np
 
 from .protocol import MAX_DEADLINE_US, Limits, OkEncoder
@@ -45,6 +47,8 @@ class BulkBatch:
 
     rec: tuple  # the template's form record: (form, kernel, params, reply_to, views), as TaskDecoder attaches it
     rows: np.ndarray  # indices of these tasks in the frame list given to BulkForm.match
+    replies: list  # the reply endpoints of the batch (str, or None when the form sends none)...
+    reply_of: np.ndarray  # ...and each row's index into it
     ids: list  # task ids (int or str), as msgpack would decode them
     id_raw: np.ndarray  # (n, w) uint8: each id's msgpack bytes, echoed into its result
     priority: np.ndarray  # int64
@@ -59,34 +63,74 @@ class BulkBatch:
     def take(self, keep: np.ndarray) -> BulkBatch:
         """The rows where ``keep`` (bool) is true."""
         ids = [i for i, k in zip(self.ids, keep.tolist()) if k]  # noqa: B905 - one flag per row
-        return BulkBatch(self.rec, self.rows[keep], ids, self.id_raw[keep], self.priority[keep],
-                         self.deadline_ns[keep], None if self.sent_ns is None else self.sent_ns[keep],
-                         self.recv_ns[keep], [a[keep] for a in self.inputs])
+        return BulkBatch(self.rec, self.rows[keep], self.replies, self.reply_of[keep], ids, self.id_raw[keep],
+                         self.priority[keep], self.deadline_ns[keep],
+                         None if self.sent_ns is None else self.sent_ns[keep], self.recv_ns[keep],
+                         [a[keep] for a in self.inputs])
 
 
 class BulkForm:
     """The vectorized reading of one ``FrameTemplate``; ``of(template, limits)`` is None where a slot's width
     can vary (a str8 id, a bool) and the per-task path must read it."""
 
-    __slots__ = ("template", "length", "_fixed_at", "_fixed", "_slots", "_data", "_limits", "_id_str")
+    __slots__ = ("template", "length", "_fixed_at", "_fixed", "_slots", "_data", "_limits", "_id_str", "_reply",
+                 "_reply_bytes")
 
     def __init__(self, template: FrameTemplate, length: int, fixed_at: np.ndarray, fixed: np.ndarray,
-                 slots: list, data: list, limits: Limits, id_str: bool) -> None:
+                 slots: list, data: list, limits: Limits, id_str: bool, reply: tuple[int, int] | None) -> None:
         self.template = template
         self.length = length
         self._fixed_at, self._fixed = fixed_at, fixed
         self._slots, self._data = slots, data
         self._limits = limits
         self._id_str = id_str
+        # The characters of the reply endpoint: a variable region, so that one batch takes the frames of every
+        # producer of the form whose endpoint has the same length (each producer binds its own).
+        self._reply = reply
+        reply_to = template.form[3]
+        self._reply_bytes = np.frombuffer(reply_to.encode(), _U1) if reply is not None else None
+
+    @staticmethod
+    def layout(template: FrameTemplate, frame: bytes) -> tuple[int, ...] | None:
+        """The type byte of each scalar slot of ``frame``, a frame that matched ``template`` (fixints as 0: one
+        width), or None where a slot's width is not in its type byte. A template matches every width of a slot
+        (ids of any length), a ``BulkForm`` one layout: the frames of one layout have one length."""
+        tbs = []
+        p = 0
+        try:
+            for _seg, n, kind, size in template.segments:
+                p += n
+                if kind == -1:
+                    return tuple(tbs) if p == len(frame) else None
+                if kind >= _DATA:
+                    p += size
+                    continue
+                tb = frame[p]
+                if tb < 0x80 or tb == 0xC0:
+                    width = 1
+                elif tb in _BE:
+                    width = 1 + _NUMBERS[tb][1]
+                elif 0xA1 <= tb <= 0xBF:
+                    width = 1 + (tb & 0x1F)
+                else:
+                    return None
+                tbs.append(0 if tb < 0x80 else tb)
+                p += width
+        except IndexError:
+            return None
+        return None
 
     @classmethod
-    def of(cls, template: FrameTemplate, limits: Limits) -> BulkForm | None:
+    def of(cls, template: FrameTemplate, limits: Limits, layout: tuple[int, ...] | None = None) -> BulkForm | None:
+        """The reader of ``template``'s frames of ``layout`` (``BulkForm.layout`` of one of them; default: the
+        template's own frame's), or None where it cannot be read as columns."""
+        tbytes = template.tbytes if layout is None else _merge(template, layout)
         fixed_at: list[int] = []
         fixed: list[bytes] = []
         slots, data = [], []
         p, id_str = 0, False
         views = template.form[4]
-        for (seg, n, kind, size), tb in zip(template.segments, (*template.tbytes, None)):  # noqa: B905
+        for (seg, n, kind, size), tb in zip(template.segments, (*tbytes, None)):  # noqa: B905
             fixed_at.extend(range(p, p + n))
             fixed.append(seg)
             p += n
@@ -114,15 +158,53 @@ class BulkForm:
                 return None
             slots.append((kind, p, width, tb))
             p += width
-        return cls(template, p, np.asarray(fixed_at, np.intp), np.frombuffer(b"".join(fixed), _U1), slots, data,
-                   limits, id_str)
+        fixed_at_arr = np.asarray(fixed_at, np.intp)
+        fixed_arr = np.frombuffer(b"".join(fixed), _U1)
+        reply = None
+        reply_to = template.form[3]
+        if reply_to is not None:  # find the endpoint's characters in the fixed bytes: "reply_to" then its str
+            chars = reply_to.encode()
+            needle = b"\xa8reply_to" + msgpack.packb(reply_to)
+            q = 0
+            for seg, n, _, _ in template.segments:
+                at = seg.find(needle)
+                if at >= 0:
+                    end = fixed_at[q + at + len(needle) - 1] + 1  # fixed_at maps fixed-byte order to frame offsets
+                    reply = (end - len(chars), end)
+                    break
+                q += n
+            if reply is not None:
+                keep = (fixed_at_arr < reply[0]) | (fixed_at_arr >= reply[1])
+                fixed_at_arr, fixed_arr = fixed_at_arr[keep], fixed_arr[keep]
+        return cls(template, p, fixed_at_arr, fixed_arr, slots, data, limits, id_str, reply)
 
-    def match(self, frames: list[bytes], rows: np.ndarray, recv_ns: np.ndarray) -> tuple[BulkBatch | None, np.ndarray]:
+    def match(self, frames: list[bytes], rows: np.ndarray, recv_ns: np.ndarray,
+              replies: Container[str] = ()) -> tuple[BulkBatch | None, np.ndarray]:
         """The tasks among ``frames[rows]`` (all ``self.length`` long) that this form decodes, and the rows it
-        leaves to the per-task path. ``recv_ns``: receipt time of each of ``rows``."""
+        leaves to the per-task path. ``recv_ns``: receipt time of each of ``rows``. ``replies``: the reply
+        endpoints the validator has allowed (the template's own always is); a row naming another is left."""
         n = len(rows)
         mat = np.frombuffer(b"".join([frames[i] for i in rows.tolist()]), _U1).reshape(n, self.length)
         ok = (mat[:, self._fixed_at] == self._fixed).all(axis=1)
+        reply_list: list = [self.template.form[3]]
+        reply_of = np.zeros(n, np.intp)
+        if self._reply is not None:
+            a, b = self._reply
+            chars = mat[:, a:b]
+            same = (chars == self._reply_bytes).all(axis=1)
+            if not same.all():  # several producers: one group per endpoint
+                keys = np.ascontiguousarray(chars).view(f"V{b - a}").ravel()
+                uniq, reply_of = np.unique(keys, return_inverse=True)
+                reply_of = reply_of.reshape(n)
+                reply_list = []
+                for g, key in enumerate(uniq.tolist()):
+                    try:
+                        endpoint = bytes(key).decode()
+                    except UnicodeDecodeError:
+                        endpoint = None
+                    if endpoint is None or (endpoint != self.template.form[3] and endpoint not in replies):
+                        ok &= reply_of != g
+                    reply_list.append(endpoint)
         lim = self._limits
         ids = id_raw = None
         priority = np.full(n, lim.default_priority if lim.default_priority is not None else lim.priority_levels // 2,
@@ -184,9 +266,16 @@ class BulkForm:
             id_list = ids[good].tolist()
         m = len(id_list)
         inputs = [mat[good, p:p + size].view(dtype).reshape((m, *shape)) for p, size, dtype, shape in self._data]
-        batch = BulkBatch(self.template.form, rows[good], id_list, id_raw[good], priority[good], deadline_ns[good],
-                          None if sent_ns is None else sent_ns[good], recv_ns[good], inputs)
+        batch = BulkBatch(self.template.form, rows[good], reply_list, reply_of[good], id_list, id_raw[good],
+                          priority[good], deadline_ns[good], None if sent_ns is None else sent_ns[good],
+                          recv_ns[good], inputs)
         return batch, left
+
+
+def _merge(template: FrameTemplate, layout: tuple[int, ...]) -> tuple:
+    """``template.tbytes`` (None for data slots) with each scalar slot's type byte from ``layout``."""
+    it = iter(layout)
+    return tuple(None if tb is None else next(it) for tb in template.tbytes)
 
 
 class BulkResults:

@@ -116,6 +116,11 @@ class TaskDecoder:
         """The byte templates, most recently matched first (``ingest.bulk`` matches a batch against them)."""
         return self._templates
 
+    @property
+    def replies(self) -> set[str]:
+        """The reply endpoints the full validator has allowed (its fast paths accept only these)."""
+        return self._replies
+
     def _add_template(self, frame: bytes, form: _Form, task: Task) -> None:
         views = tuple((dtype, nbytes // dtype.itemsize, shape) for dtype, shape, nbytes in form.inputs)
         tpl = FrameTemplate.build(frame, tuple(nbytes for _, _, nbytes in form.inputs),

@@ -234,3 +234,103 @@ def test_a_burst_through_real_sockets_gets_every_result_once(sockets):
         server.stop()
         thread.join(10)
         server.close()
+
+
+def _server(ingest: str, ctx, lanes: int = 2) -> Server:
+    return Server(ServerConfig(backend="cpu", ingest=ingest, lanes=lanes, calibrate=False, batch_max=64), ctx=ctx)
+
+
+def test_one_batch_takes_every_producer_of_a_form_and_each_gets_its_own_results(sockets, tmp_path):
+    ctx, pull, reply, ingest = sockets
+    others = []
+    for name in ("replz", "reply"[::-1]):  # same length as "reply": same frame layout, other endpoint
+        sock = ctx.socket(zmq.PULL)
+        sock.bind(f"ipc://{tmp_path}/{name}")
+        others.append((sock, f"ipc://{tmp_path}/{name}"))
+    server = _server(ingest, ctx)
+    try:
+        rng = np.random.default_rng()
+        endpoints = [reply] + [ep for _, ep in others]
+        x = rng.standard_normal((90, 256)).astype(np.float32)
+        frames = [encode_task(5000 + i, "vector_add", [x[i], x[i]], reply_to=endpoints[i % 3]) for i in range(90)]
+        for i in range(9):  # each producer's first frames: its endpoint validated, its own byte template
+            server._accept(frames[i])
+            server._poll_lanes()
+        server._accept_backlog(frames[9:], [time.monotonic_ns()] * 81)
+        assert server.bulk_tasks == 81 and server.batches == 2  # 64 (--batch-max), then the 17 left
+        server._poll_lanes()
+        for k, sock in enumerate([pull] + [s for s, _ in others]):
+            got = _results(sock, 30)
+            assert sorted(got) == [5000 + i for i in range(k, 90, 3)]  # its own, each once
+            for task_id, res in got.items():
+                assert res.ok
+                np.testing.assert_array_equal(res.outputs[0], 2 * x[task_id - 5000])
+            assert not sock.poll(50)
+    finally:
+        server.close()
+        for sock, _ in others:
+            sock.close(0)
+
+
+def test_a_row_with_an_endpoint_not_yet_validated_takes_the_per_task_path(sockets, tmp_path):
+    ctx, pull, reply, ingest = sockets
+    other = ctx.socket(zmq.PULL)
+    other_ep = f"ipc://{tmp_path}/replz"
+    other.bind(other_ep)
+    server = _server(ingest, ctx)
+    try:
+        x = np.ones(256, np.float32)
+        for i in range(3):
+            server._accept(encode_task(i, "vector_add", [x, x], reply_to=reply))
+            server._poll_lanes()
+        frames = [encode_task(10 + i, "vector_add", [x, x], reply_to=reply if i != 4 else other_ep)
+                  for i in range(8)]
+        server._accept_backlog(frames, [time.monotonic_ns()] * 8)
+        server._poll_lanes()
+        assert server.bulk_tasks == 7
+        assert sorted(_results(pull, 10)) == [0, 1, 2, 10, 11, 12, 13, 15, 16, 17]
+        assert list(_results(other, 1)) == [14]
+    finally:
+        server.close()
+        other.close(0)
+
+
+def test_a_backlog_read_while_every_lane_is_busy_waits_as_one_pending_batch(sockets):
+    ctx, pull, reply, ingest = sockets
+    server = _server(ingest, ctx, lanes=1)
+    try:
+        x = np.arange(256, dtype=np.float32)
+        for i in range(3):
+            server._accept(encode_task(1000 + i, "vector_add", [x, x], reply_to=reply))
+            server._poll_lanes()
+        first = [encode_task(1100 + i, "vector_add", [x, x], reply_to=reply) for i in range(10)]
+        second = [encode_task(1200 + i, "vector_add", [x, x], reply_to=reply) for i in range(10)]
+        server._accept_backlog(first, [time.monotonic_ns()] * 10)  # takes the only lane
+        server._accept_backlog(second, [time.monotonic_ns()] * 10)  # no lane: pending, not queued
+        assert server._pending_bulk is not None and not len(server.sched)
+        server._poll_lanes()
+        server._start_pending_bulk()
+        server._poll_lanes()
+        got = _results(pull, 23)
+        assert sorted(got) == [1000, 1001, 1002, *range(1100, 1110), *range(1200, 1210)]
+        assert all(r.ok for r in got.values()) and server.bulk_tasks == 20
+    finally:
+        server.close()
+
+
+def test_shutdown_answers_a_pending_batch(sockets):
+    ctx, pull, reply, ingest = sockets
+    server = _server(ingest, ctx, lanes=1)
+    x = np.ones(256, np.float32)
+    for i in range(3):
+        server._accept(encode_task(1000 + i, "vector_add", [x, x], reply_to=reply))
+        server._poll_lanes()
+    server._accept_backlog([encode_task(1100 + i, "vector_add", [x, x], reply_to=reply) for i in range(5)],
+                           [time.monotonic_ns()] * 5)
+    server._accept_backlog([encode_task(1200 + i, "vector_add", [x, x], reply_to=reply) for i in range(5)],
+                           [time.monotonic_ns()] * 5)
+    assert server._pending_bulk is not None
+    server.stop()
+    server.serve_forever()  # stopped at once: drains, runs the pending batch, closes
+    got = _results(pull, 13)
+    assert len(got) == 13 and all(r.ok for r in got.values())

@@ -347,7 +347,7 @@ def test_batching_runs_queued_tasks_of_one_form_as_one_launch(ingest_ep):
     rng = np.random.default_rng()
     pairs = [(rng.standard_normal(16).astype(np.float32), rng.standard_normal(16).astype(np.float32))
              for _ in range(11)]
-    with running_server(ingest_ep, lanes=1, batch_max=32, backend_instance=backend) as server, \
+    with running_server(ingest_ep, lanes=1, batch_max=32, bulk=False, backend_instance=backend) as server, \
             Client(server.receiver.endpoint, timeout_s=20) as c:
         futs = _backlog(server, c, pairs, 11)  # the first holds the lane, ten queue behind it
         backend.gate.set()
@@ -364,7 +364,8 @@ def test_a_batch_ends_where_the_form_changes_and_keeps_the_policy_order(ingest_e
     rng = np.random.default_rng()
     sizes = [16, 16, 16, 16, 32, 16, 16]  # running: 1; queued: 3 of one form, 1 of another, 2 of the first
     pairs = [(rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)) for n in sizes]
-    with running_server(ingest_ep, lanes=1, policy="fp", batch_max=32, backend_instance=backend) as server, \
+    with running_server(ingest_ep, lanes=1, policy="fp", batch_max=32, bulk=False,
+                        backend_instance=backend) as server, \
             Client(server.receiver.endpoint, timeout_s=20) as c:
         futs = _backlog(server, c, pairs, len(pairs))
         backend.gate.set()
@@ -379,7 +380,7 @@ def test_a_batch_ends_where_the_form_changes_and_keeps_the_policy_order(ingest_e
 def test_a_batch_grows_only_while_its_earliest_deadline_holds(ingest_ep, deadline_us):
     backend = GatedCpuBackend(load_registry(), lanes=1)
     x = np.ones(16, np.float32)
-    with running_server(ingest_ep, lanes=1, batch_max=32, backend_instance=backend) as server, \
+    with running_server(ingest_ep, lanes=1, batch_max=32, bulk=False, backend_instance=backend) as server, \
             Client(server.receiver.endpoint, timeout_s=20) as c:
         # One task (2 x 64 B in: size class 8) is predicted at about 25 µs, two at about 25 s: a batch of two can
         # meet no deadline of 5 s, and tasks without a deadline batch regardless.

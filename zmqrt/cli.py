@@ -61,6 +61,9 @@ def _add_serve(sub) -> None:
                    "kernel (vector_add, saxpy, fft) as one launch when a lane frees, growing the batch only while the "
                    "earliest deadline in it still holds. A throughput setting: under bursts it moves waiting from "
                    "ZeroMQ's queue into service time (default 1: off; 32 measured best for throughput)")
+    p.add_argument("--no-bulk", dest="bulk", action="store_false", default=None, help="with --batch-max: read a "
+                   "backlog task by task into the queue instead of as batches decoded and answered with numpy "
+                   "(ingest/bulk.py; on by default, the fast path for throughput)")
     p.add_argument("--p95-target-us", type=float, help="warn in the monitor line when P95 exceeds this")
     p.add_argument("--cpu", type=int, metavar="N", help="pin the loop thread to CPU N (keep producers and other "
                    "spinning work off that core); ZeroMQ's I/O thread keeps the other CPUs")
@@ -111,7 +114,7 @@ def cmd_serve(args) -> int:
         "priority_levels", "queue_capacity", "admission", "admission_margin", "expire", "cache_dir", "spin",
         "stage_timing_every",
         "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path",
-        "batch_max", "resident")}
+        "batch_max", "bulk", "resident")}
     overrides["kernels_dirs"] = args.kernels_dir
     try:
         cfg = build_config(args.config, **overrides)

@@ -58,12 +58,16 @@ class ServerConfig:
     stage_timing_every: int = 256
     # Deadline-aware batching: when a lane frees and queued tasks of one form (kernel, dtypes, shapes, params) of a
     # row-wise kernel are next in the policy's order, up to this many run as one launch, and the batch grows only
-    # while its predicted finish meets the earliest deadline in it. A loop behind its producers for 16 passes in a
-    # row reads 8 frames per pass and queues them so they can batch. Off (1) by default: on the H200 host it raised
+    # while its predicted finish meets the earliest deadline in it. A loop behind its producers reads the waiting
+    # frames (up to batch_max) together, as batches (``bulk`` below). Off (1) by default: on the H200 host it raised
     # one engine's throughput 1.2x to 1.5x and four engines' sharing a GPU 2.6x, but under bursts it moves the
     # wait from ZeroMQ's queue into service time (the seed's 100 kHz burst: service p50 62 -> 518 µs) and it
     # cost the 10 kHz stream deadlines (bench/NOTES.md 17). A throughput setting, not a latency one.
     batch_max: int = 1
+    # With batching on, a backlog of one layout of a form (any producer) is read as one batch and decoded, run and
+    # answered with numpy (ingest.bulk, bench/NOTES.md 28); False: every frame goes task by task into the queue,
+    # where batches form only from queued tasks (as before; for A/B runs).
+    bulk: bool = True
     calibrate: bool = True
     monitor_interval_s: float = 1.0
     p95_target_us: float = 100.0

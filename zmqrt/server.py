@@ -47,7 +47,7 @@ from .trace import ADMITTED, COLLECTED, DECODED, ENCODED, POPPED, RECV, SEEN_DON
 log = logging.getLogger("zmqrt")
 
 _READ_AHEAD = 8  # frames read per loop pass while every lane is busy
-_BULK_TEMPLATES = 4  # byte templates (most recently matched first) a backlog is matched against as a batch
+_BULK_TEMPLATES = 4  # batches (layouts) read from one backlog at most
 # Deferred bookkeeping entries before a busy loop applies them anyway; ZMQRT_BOOKS_MAX=1 applies each at once,
 # right after its send, as before (for A/B runs: bench/NOTES.md 21).
 _BOOKS_MAX = max(1, int(os.environ.get("ZMQRT_BOOKS_MAX", "256")))
@@ -123,9 +123,11 @@ class Server:
         self.batched_tasks = 0
         # Batches decoded together from a backlog (ingest.bulk), per lane; their readers and result encoders.
         self._lane_bulk: list[tuple[BulkBatch, list] | None] = [None] * n
-        self._bulk_forms: dict[int, tuple[object, BulkForm | None]] = {}  # id(FrameTemplate) -> (it, its reader)
+        # (id(FrameTemplate), slot layout) -> (the template, its reader of that layout or None)
+        self._bulk_forms: dict[tuple, tuple[object, BulkForm | None]] = {}
         self._bulk_results: dict[tuple, BulkResults] = {}
         self.bulk_tasks = 0
+        self._pending_bulk: tuple[BulkBatch, list[bytes]] | None = None  # read while every lane was busy
         # Result encoder per task form, id(checked) -> (checked, OkEncoder): a form fixes its outputs' dtypes, shapes.
         self._encoders: dict[int, tuple[object, OkEncoder]] = {}
         self._books: list[tuple] = []  # stage histograms and counters of sent tasks, applied in idle passes
@@ -295,51 +297,79 @@ class Server:
 
     # ------------------------------------------------------------------ a backlog decoded as one batch
     def _accept_backlog(self, frames: list[bytes], stamps: list[int]) -> None:
-        """Frames read together from a backlog (batching on, a lane free, nothing queued): the runs of one byte
-        template become batches decoded and answered with numpy (``ingest.bulk``), one launch each on a free
-        lane; every other frame, and every row a batch leaves, takes the per-task path (``_accept``), which
-        decodes it or words its rejection as for any frame.
+        """Frames read together from a backlog (batching on, nothing queued): the frames of one byte template's
+        layout, from any producer of that form, become one batch decoded and answered with numpy
+        (``ingest.bulk``) and run as one launch, on a free lane or, with none free, as the one pending batch.
+        Every other frame, and every row a batch leaves, takes the per-task path (``_accept``), which decodes it
+        or words its rejection as for any frame.
 
         Why: at 100k+ tasks a second the per-task decode, admission, encode and bookkeeping (about 35 µs a task
         on the H200 host) are the whole budget; read as one batch they cost a few µs a task, most of it the
         recv and the send (bench/NOTES.md 28)."""
-        left = np.arange(len(frames))
+        todo = np.arange(len(frames))
+        single: list[np.ndarray] = []  # rows for the per-task path
         if self._accepting and len(frames) > 1:
             lengths = np.fromiter(map(len, frames), np.int64, len(frames))
             recv_ns = np.asarray(stamps, np.int64)
-            for tpl in self.decoder.templates[:_BULK_TEMPLATES]:
-                if len(left) < 2 or not self._free_lanes:
+            for _ in range(_BULK_TEMPLATES):  # a few layouts per backlog; the rest goes task by task
+                if len(todo) < 2 or not ((self._free_lanes and not len(self.sched)) or self._pending_bulk is None):
                     break
-                form = self._bulk_form(tpl)
+                form = self._bulk_form(frames[todo[0]])
                 if form is None:
+                    single.append(todo[:1])
+                    todo = todo[1:]
                     continue
-                same = lengths[left] == form.length
-                rows = left[same]
-                if len(rows) < 2:
-                    continue
-                batch, rest = form.match(frames, rows, recv_ns[rows])
+                same = lengths[todo] == form.length
+                rows = todo[same]
+                todo = todo[~same]
+                batch, rest = form.match(frames, rows, recv_ns[rows], self.decoder.replies)
+                single.append(rest)
                 if batch is not None:
-                    rest = np.concatenate((rest, self._start_bulk(batch)))
-                left = np.sort(np.concatenate((left[~same], rest)))
+                    if self._free_lanes and not len(self.sched):  # what it leaves may form the next batch
+                        todo = np.sort(np.concatenate((todo, self._start_bulk(batch, frames))))
+                    else:  # after the lanes' work and the tasks queued before it
+                        self._pending_bulk = (batch, frames)
+        single.append(todo)
         accept = self._accept
-        for i in left.tolist():
+        for i in np.sort(np.concatenate(single)).tolist():
             accept(frames[i], stamps[i])
 
-    def _bulk_form(self, tpl) -> BulkForm | None:
-        entry = self._bulk_forms.get(id(tpl))
-        if entry is None or entry[0] is not tpl:  # the template's reader, built once (None: not fixed-width)
+    def _bulk_form(self, frame: bytes) -> BulkForm | None:
+        """The reader of ``frame``'s layout: of the byte template that matches it (most recently used first) and
+        of its slots' widths, built once. None: no template matches, or it cannot be read as columns."""
+        for tpl in self.decoder.templates:
+            if tpl.match(frame) is not None:
+                break
+        else:
+            return None
+        layout = BulkForm.layout(tpl, frame)
+        if layout is None:
+            return None
+        key = (id(tpl), layout)
+        entry = self._bulk_forms.get(key)
+        if entry is None or entry[0] is not tpl:
             if len(self._bulk_forms) >= 256:
                 self._bulk_forms.clear()
-            spec = tpl.form[0].spec
-            entry = self._bulk_forms[id(tpl)] = (tpl, BulkForm.of(tpl, self.limits) if spec.batchable else None)
+            form = BulkForm.of(tpl, self.limits, layout) if tpl.form[0].spec.batchable else None
+            entry = self._bulk_forms[key] = (tpl, form)
         return entry[1]
 
-    def _start_bulk(self, batch: BulkBatch) -> np.ndarray:
+    def _start_pending_bulk(self) -> None:
+        """The batch read while every lane was busy, on the lane that freed; its left rows go the per-task way."""
+        batch, frames = self._pending_bulk
+        self._pending_bulk = None
+        rest = self._start_bulk(batch, frames)
+        accept = self._accept
+        for i in rest.tolist():
+            accept(frames[i], int(batch.recv_ns[0]))
+
+    def _start_bulk(self, batch: BulkBatch, frames: list[bytes]) -> np.ndarray:
         """Run ``batch`` as one launch on a free lane; returns the rows it leaves to the per-task path: all of them
         for a duplicate id (the per-task path answers DUPLICATE), rows past what one launch holds, and rows whose
         deadline the batch's predicted service would miss (the per-task path admits or refuses each)."""
-        form, kernel, _, reply_to, _ = batch.rec
-        keys = [(reply_to, i) for i in batch.ids]
+        form, kernel, _, _, _ = batch.rec
+        replies = batch.replies
+        keys = [(replies[g], i) for g, i in zip(batch.reply_of.tolist(), batch.ids)]  # noqa: B905 - one per row
         inflight = self._inflight_keys
         if len(set(keys)) != len(keys) or not inflight.isdisjoint(keys):
             return batch.rows
@@ -358,7 +388,7 @@ class Server:
         if len(batch) < 2:
             back.append(batch.rows)
             return np.concatenate(back)
-        keys = [(reply_to, i) for i in batch.ids]
+        keys = [(replies[g], i) for g, i in zip(batch.reply_of.tolist(), batch.ids)]  # noqa: B905
         k = len(batch)
         free = self._free_lanes
         lane = free.pop() if int(batch.priority.min()) == 0 else free.pop(0)
@@ -373,7 +403,7 @@ class Server:
         except (TaskError, CudaError) as e:  # a row-wise kernel's own form never fails its check; answered all
             free.append(lane)
             code = Code.GPU_FAULT if isinstance(e, CudaError) else e.code
-            for task_id, recv_ns in zip(batch.ids, batch.recv_ns.tolist()):  # noqa: B905 - one per row
+            for (reply_to, task_id), recv_ns in zip(keys, batch.recv_ns.tolist()):  # noqa: B905 - one per row
                 self._reply(task_id, reply_to, code, f"batched run of {k}: {e}",
                             latency_us={"service": (now - recv_ns) * _NS_PER_US})
                 self.tracker.count_error(code)
@@ -401,7 +431,7 @@ class Server:
         outputs = self.backend.collect(lane)
         done_ns = time.monotonic_ns()
         dispatch_ns = self._lane_dispatch_ns[lane]
-        form, kernel, _, reply_to, _ = batch.rec
+        form, kernel, _, _, _ = batch.rec
         missed = batch.deadline_ns < done_ns
         key = BulkResults.key(outputs, batch.id_raw.shape[1])
         enc = self._bulk_results.get(key)
@@ -413,7 +443,15 @@ class Server:
         payload = memoryview(enc.encode(batch.id_raw, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
                                         (done_ns - recv_ns) * _NS_PER_US))
         self._free_lanes.append(lane)  # every row is copied into the payload
-        self.router.send_rows(reply_to, payload, enc.length)
+        if len(batch.replies) == 1:
+            self.router.send_rows(batch.replies[0], payload, enc.length)
+        else:  # several producers: each its own rows, in order
+            order = np.argsort(batch.reply_of, kind="stable")
+            bounds = np.searchsorted(batch.reply_of[order], np.arange(len(batch.replies) + 1))
+            for g, reply_to in enumerate(batch.replies):
+                rows = order[bounds[g]:bounds[g + 1]]
+                if len(rows):
+                    self.router.send_rows(reply_to, payload, enc.length, rows.tolist())
         sent_ns = time.monotonic_ns()
         k = len(batch)
         self.results_sent += k
@@ -730,8 +768,8 @@ class Server:
         bulk = self._lane_bulk[lane]
         if bulk is not None:
             self._lane_bulk[lane] = None
-            rows, reply_to = bulk[0], bulk[0].rec[3]
-            return [_Row(i, reply_to, r) for i, r in zip(rows.ids, rows.recv_ns.tolist())]  # noqa: B905
+            batch, keys = bulk
+            return [_Row(i, reply_to, r) for (reply_to, i), r in zip(keys, batch.recv_ns.tolist())]  # noqa: B905
         batch = self._lane_batch[lane]
         if batch is not None:
             self._lane_batch[lane] = None
@@ -849,6 +887,7 @@ class Server:
         accept = self._accept
         receiver = self.receiver
         batching = self._batch_max > 1
+        bulk = batching and self.cfg.bulk
         batch_max = self._batch_max
         monotonic_ns = time.monotonic_ns
         router = self.router
@@ -862,7 +901,9 @@ class Server:
             if router.backlog:  # results a slow producer's outbox refused: retry (never blocks)
                 router.flush()
             n = 0
-            limit = 1 if self._free_lanes else _READ_AHEAD
+            # With a batch already pending (bulk path), frames wait in ZeroMQ until a lane frees: the next backlog is
+            # read as a batch too, not task by task into the queue.
+            limit = 0 if self._pending_bulk is not None else (1 if self._free_lanes else _READ_AHEAD)
             # While the held results are at their bound, read no new task: ZeroMQ's ingest queue then fills and
             # pushes back on the producers, instead of the server dropping results it cannot deliver.
             while n < limit and not (router.backlog and router.backlog_full) and readable(EVENTS) & POLLIN:
@@ -870,9 +911,9 @@ class Server:
                 receiver.frames += 1
                 n += 1
                 progressed = True
-                if batching and limit == 1 and readable(EVENTS) & POLLIN and not len(self.sched):
-                    # A lane is free, nothing is queued and another frame waits already: the loop is behind its
-                    # producers. Read the backlog (up to --batch-max frames) and decode it as batches.
+                if bulk and readable(EVENTS) & POLLIN:
+                    # Another frame waits already: the loop is behind its producers. Read the backlog (up to
+                    # --batch-max frames) and decode it as batches.
                     frames, stamps = [frame], [monotonic_ns()]
                     while len(frames) < batch_max and readable(EVENTS) & POLLIN:
                         frames.append(recv(zmq.NOBLOCK))
@@ -885,6 +926,8 @@ class Server:
                 progressed = True
             if self._free_lanes and len(self.sched):
                 self._dispatch()
+            if self._pending_bulk is not None and self._free_lanes and not len(self.sched):
+                self._start_pending_bulk()  # after the tasks queued before it was read
             now = time.monotonic_ns()
             if now >= next_housekeeping_ns:
                 next_housekeeping_ns = now + 1_000_000
@@ -933,18 +976,26 @@ class Server:
         self.receiver.close()
         # After a fatal GPU fault the context is poisoned: queued tasks are not run but answered SHUTDOWN.
         deadline = time.monotonic_ns() + (int(self.cfg.drain_timeout_s * 1e9) if self.fault is None else 0)
-        while (len(self.sched) or self._busy_lanes) and time.monotonic_ns() < deadline:
+        while (len(self.sched) or self._busy_lanes or self._pending_bulk) and time.monotonic_ns() < deadline:
             if router.backlog:
                 router.flush()
             if self._busy_lanes:
                 self._poll_lanes()
             if self._free_lanes and len(self.sched):
                 self._dispatch()
+            if self._pending_bulk is not None and self._free_lanes and not len(self.sched):
+                self._start_pending_bulk()  # after the tasks queued before it was read
         now = time.monotonic_ns()
         leftover = self.sched.drain()
         for task in leftover:
             self._inflight_keys.discard((task.reply_to, task.id))
             self._refuse(task, Code.SHUTDOWN, "server shut down before this task could run", now)
+        if self._pending_bulk is not None:  # read as a batch, never started
+            batch, _ = self._pending_bulk
+            self._pending_bulk = None
+            for task_id, g in zip(batch.ids, batch.reply_of.tolist()):  # noqa: B905 - one per row
+                self._reply(task_id, batch.replies[g], Code.SHUTDOWN, "server shut down before this task could run")
+                self.tracker.count_rejected(Code.SHUTDOWN)
         for lane in tuple(self._busy_lanes):  # only after the drain timeout: the GPU did not finish in time
             tasks = self._lane_tasks(lane)
             self._busy_lanes.remove(lane)
