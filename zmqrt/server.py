@@ -890,6 +890,7 @@ class Server:
         bulk = batching and self.cfg.bulk
         batch_max = self._batch_max
         monotonic_ns = time.monotonic_ns
+        NOBLOCK = int(zmq.NOBLOCK)
         router = self.router
         while not self._stop.is_set():
             # One frame per pass while a lane is free, then completions, then dispatch: a task read while a lane
@@ -915,9 +916,14 @@ class Server:
                     # Another frame waits already: the loop is behind its producers. Read the backlog (up to
                     # --batch-max frames) and decode it as batches.
                     frames, stamps = [frame], [monotonic_ns()]
-                    while len(frames) < batch_max and readable(EVENTS) & POLLIN:
-                        frames.append(recv(zmq.NOBLOCK))
-                        stamps.append(monotonic_ns())
+                    # recv until ZeroMQ has no more: one zmq.Again at the end costs less than asking ZMQ_EVENTS
+                    # before each frame (about 2 µs a frame here, a third of the bulk path's cost per task).
+                    try:
+                        while len(frames) < batch_max:
+                            frames.append(recv(NOBLOCK))
+                            stamps.append(monotonic_ns())
+                    except zmq.Again:
+                        pass
                     receiver.frames += len(frames) - 1
                     self._accept_backlog(frames, stamps)
                     break
