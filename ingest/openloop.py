@@ -11,6 +11,7 @@ against one server each get exactly their own results.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 import zmq
 
 from .protocol import encode_task
+from .template import BAD, scalar_at
 
 
 @dataclass(slots=True)
@@ -62,6 +64,33 @@ class Record:
     @property
     def service_ns(self) -> int:
         return self.done_ns - self.sent_ns if self.done_ns >= 0 else -1
+
+
+# An untimed ok result as the server packs it (ingest.protocol.OkEncoder, ingest.bulk.BulkResults): the id, the
+# fixed status fields, the outputs, then a 61-byte tail of missed_deadline and {"queue": f64, "service": f64}.
+_OK_HEAD = b"\x87\xa2id"
+_OK_MID = b"".join(msgpack.packb(x) for x in ("status", "ok", "code", "OK", "message", "", "outputs"))
+_TAIL_MISSED = msgpack.packb("missed_deadline")
+_TAIL_QUEUE = msgpack.packb("latency_us") + b"\x82" + msgpack.packb("queue") + b"\xcb"
+_TAIL_SERVICE = msgpack.packb("service") + b"\xcb"
+_F64 = struct.Struct(">d").unpack_from
+
+
+def fast_ok(frame: bytes) -> tuple[int | str, bool, dict] | None:
+    """(id, missed_deadline, latency_us) of an untimed ok result without unpacking its outputs, or None for any
+    other frame (which then takes ``msgpack.unpackb``). Why: at 20k+ results a second per producer, unpacking each
+    1 KiB result cost the producer more than the server's own work per task, and a late producer is latency."""
+    if not frame.startswith(_OK_HEAD) or len(frame) < 80:
+        return None
+    rid, pos = scalar_at(frame, 4)
+    if rid is BAD or not frame.startswith(_OK_MID, pos):
+        return None
+    t = len(frame) - 61
+    missed = frame[t + 16]
+    if (missed not in (0xC2, 0xC3) or not frame.startswith(_TAIL_MISSED, t)
+            or not frame.startswith(_TAIL_QUEUE, t + 17) or not frame.startswith(_TAIL_SERVICE, t + 44)):
+        return None
+    return rid, missed == 0xC3, {"queue": _F64(frame, t + 36)[0], "service": _F64(frame, t + 53)[0]}
 
 
 def _decode_outputs(items) -> list[np.ndarray]:
@@ -133,8 +162,13 @@ def run_open_loop(
                 return False
             frame = recv(nonblock)
             t = pc()
-            msg = unpackb(frame, raw=False)
-            rid = msg.get("id")
+            fast = fast_ok(frame)
+            if fast is not None:
+                rid = fast[0]
+                msg = None
+            else:
+                msg = unpackb(frame, raw=False)
+                rid = msg.get("id")
             try:
                 idx = int(str(rid)[prefix_len:])
                 rec = records[idx]
@@ -144,6 +178,13 @@ def run_open_loop(
                 rec.code = "DUPLICATE_RESULT"
                 return True
             rec.done_ns = t
+            if fast is not None and (keep_outputs is None or not keep_outputs(idx)):
+                rec.status, rec.code, rec.message = "ok", "OK", ""
+                rec.missed_deadline, rec.server_latency_us = fast[1], fast[2]
+                done += 1
+                return True
+            if msg is None:
+                msg = unpackb(frame, raw=False)
             rec.status = msg.get("status", "?")
             rec.code = msg.get("code", "")
             rec.message = msg.get("message", "")

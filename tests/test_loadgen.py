@@ -241,3 +241,22 @@ def test_a_server_that_never_answers_loses_every_task(ipc_endpoint):
         ctx.term()
     s = summarize(res)["overall"]
     assert s["counts"]["lost"] == 20 and s["counts"]["sent"] == 20 and s["latency_us"] == {"count": 0}
+
+
+def test_fast_ok_reads_what_msgpack_reads_and_nothing_else():
+    import msgpack
+
+    from ingest.openloop import fast_ok
+    from ingest.protocol import OkEncoder, encode_ok_result, encode_result
+    from zmqrt.errors import Code
+
+    out = [np.arange(256, dtype=np.float32)]
+    for task_id in (0, 7, 2**40, "lg3_0_123456"):
+        for missed in (False, True):
+            frame = OkEncoder(out).encode(task_id, out, missed, 12.5, 99.25)
+            msg = msgpack.unpackb(frame, raw=False)
+            assert fast_ok(frame) == (msg["id"], msg["missed_deadline"], msg["latency_us"])
+    timed = encode_ok_result(5, out, False, {"queue": 1.0, "h2d": 2.0, "kernel": 3.0, "d2h": 4.0, "service": 9.0})
+    assert fast_ok(timed) is None  # other latency stages: the full unpack reads them
+    assert fast_ok(encode_result(5, Code.QUEUE_FULL, "full")) is None
+    assert fast_ok(b"\x87\xa2id") is None and fast_ok(b"") is None
