@@ -443,15 +443,7 @@ class Server:
         payload = memoryview(enc.encode(batch.id_raw, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
                                         (done_ns - recv_ns) * _NS_PER_US))
         self._free_lanes.append(lane)  # every row is copied into the payload
-        if len(batch.replies) == 1:
-            self.router.send_rows(batch.replies[0], payload, enc.length)
-        else:  # several producers: each its own rows, in order
-            order = np.argsort(batch.reply_of, kind="stable")
-            bounds = np.searchsorted(batch.reply_of[order], np.arange(len(batch.replies) + 1))
-            for g, reply_to in enumerate(batch.replies):
-                rows = order[bounds[g]:bounds[g + 1]]
-                if len(rows):
-                    self.router.send_rows(reply_to, payload, enc.length, rows.tolist())
+        self.router.send_rows(batch.replies, batch.reply_of.tolist(), payload, enc.length)
         sent_ns = time.monotonic_ns()
         k = len(batch)
         self.results_sent += k

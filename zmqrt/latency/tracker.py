@@ -108,15 +108,23 @@ def _make_array_record() -> Any:
     shift, half = t.sub_bucket_half_count_magnitude, t.sub_bucket_half_count
     base = unit + shift + 1
 
+    def index(x: int) -> int:
+        b = (x | mask).bit_length() - base
+        return ((b + 1) << shift) + (x >> (b + unit)) - half
+
     def record_array(h: HdrHistogram, values: np.ndarray) -> None:
         if not len(values):
             return
         v = np.minimum(np.maximum(np.asarray(values, np.int64), _ZERO), _HIGHEST)  # np.clip: 4x the time
         bucket = np.frexp((v | mask).astype(np.float64))[1].astype(np.int64) - base  # frexp's exponent = bit_length
         idx = ((bucket + 1) << shift) + (v >> (bucket + unit)) - half
-        np.add.at(np.ctypeslib.as_array(h.counts), idx, 1)
-        h.total_count += len(v)
         lo, hi = int(v.min()), int(v.max())
+        first, last = index(lo), index(hi)  # the index is monotonic in the value
+        # One batch's latencies sit in a narrow band of buckets: count them over that band (np.add.at over the
+        # whole array cost 4x as much).
+        np.ctypeslib.as_array(h.counts)[first:last + 1] += np.bincount(idx - first, minlength=last - first + 1
+                                                                       ).astype(np.uint64)
+        h.total_count += len(v)
         if lo < h.min_value:
             h.min_value = lo
         if hi > h.max_value:
