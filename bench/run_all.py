@@ -57,6 +57,13 @@ SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     # bench/scaleout.py runs the overload (60k/s offered) against one and two GPUs.
     "throughput": ("run_all.py", ["--throughput-only", "--seconds", "5", "--rate", "20000"],
                    ["--throughput-only", "--seconds", "2", "--rate", "20000"]),
+    # The throughput setting (--batch-max 64: backlogs read as batches, bench/NOTES.md 28), one engine, offered
+    # about two thirds of what it completes under overload (about 85k/s on an H200 host), so it is sustained.
+    # bench/scaleout.py runs several engines at up to 210k/s.
+    "throughput_bulk": ("run_all.py", ["--throughput-only", "--seconds", "10", "--rate", "60000", "--batch-max",
+                                       "64", "--processes", "4", "--name", "throughput_bulk"],
+                        ["--throughput-only", "--seconds", "2", "--rate", "60000", "--batch-max", "64",
+                         "--processes", "4", "--name", "throughput_bulk"]),
 }
 
 NAN = float("nan")
@@ -66,7 +73,7 @@ NAN = float("nan")
 
 
 def measure_throughput(seconds: float, rate: float, processes: int, lanes: int,
-                       backend: str = "cuda") -> dict:
+                       backend: str = "cuda", batch_max: int = 1) -> dict:
     """Sustained open-loop load against a zmqrt server (CUDA backend); ok results per second."""
     from bench._common import card_name, environment
     from ingest.loadgen import LoadgenConfig, MixEntry, run_loadgen
@@ -75,7 +82,7 @@ def measure_throughput(seconds: float, rate: float, processes: int, lanes: int,
     from zmqrt.demo import start_server, stop_server
 
     tmp = tempfile.mkdtemp(prefix="zrt")
-    cfg = ServerConfig(backend=backend, ingest=f"ipc://{tmp}/in", lanes=lanes, policy="edf")
+    cfg = ServerConfig(backend=backend, ingest=f"ipc://{tmp}/in", lanes=lanes, policy="edf", batch_max=batch_max)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=rate,
                        duration_s=seconds, timeout_s=10.0, check_fraction=0.001, processes=processes)
     proc = start_server(cfg)
@@ -89,7 +96,8 @@ def measure_throughput(seconds: float, rate: float, processes: int, lanes: int,
     overall = summary["overall"]
     overall.pop("hdr", None)
     return {"card": card_name(), "env": environment(), "backend": backend, "offered_rate_hz": rate,
-            "seconds": seconds, "processes": processes, "lanes": lanes, "server_exit_code": code, "wall_s": wall,
+            "seconds": seconds, "processes": processes, "lanes": lanes, "batch_max": batch_max,
+            "server_exit_code": code, "wall_s": wall,
             "throughput_tasks_per_s": overall.get("throughput_hz", NAN), "counts": overall["counts"],
             "latency_us": overall.get("latency_us", {}), "server_us": overall.get("server_us", {})}
 
@@ -97,18 +105,22 @@ def measure_throughput(seconds: float, rate: float, processes: int, lanes: int,
 def throughput_main(args) -> int:
     from bench._common import write_results
 
-    r = measure_throughput(args.seconds, args.rate, args.processes, args.lanes, args.backend)
+    r = measure_throughput(args.seconds, args.rate, args.processes, args.lanes, args.backend, args.batch_max)
     c = r["counts"]
+    lat = r["latency_us"]
     print(f"throughput {r['throughput_tasks_per_s']:,.0f} ok tasks/s (offered {args.rate:,.0f} Hz, "
-          f"{args.processes} producers, {args.seconds:g} s): ok {c['ok']}, rejected {c['rejected']} "
-          f"{c['rejected_by_code']}, expired {c['expired']}, error {c['error']}, lost {c['lost']}, "
-          f"mismatches {c['mismatches']}", flush=True)
+          f"{args.processes} producers, {args.seconds:g} s, batch_max {args.batch_max}): ok {c['ok']}, rejected "
+          f"{c['rejected']} {c['rejected_by_code']}, expired {c['expired']}, error {c['error']}, lost {c['lost']}, "
+          f"mismatches {c['mismatches']}; latency p50 {lat.get('p50', NAN):,.0f} p99 {lat.get('p99', NAN):,.0f} µs",
+          flush=True)
     lines = [f"# Sustained throughput: {r['card']}", "",
-             md_row(["offered Hz", "producers", "ok tasks/s", "ok", "rejected", "lost", "mismatches"]),
-             md_row(["---"] * 7),
-             md_row([f"{args.rate:.0f}", args.processes, f"{r['throughput_tasks_per_s']:.0f}", c["ok"],
-                     c["rejected"], c["lost"], c["mismatches"]]), ""]
-    print(f"wrote {write_results('throughput', r, chr(10).join(lines))}")
+             md_row(["offered Hz", "producers", "batch_max", "ok tasks/s", "ok", "rejected", "lost", "mismatches",
+                     "p50 µs", "p99 µs"]),
+             md_row(["---"] * 10),
+             md_row([f"{args.rate:.0f}", args.processes, args.batch_max, f"{r['throughput_tasks_per_s']:.0f}",
+                     c["ok"], c["rejected"], c["lost"], c["mismatches"], _f(lat.get("p50"), "{:.0f}"),
+                     _f(lat.get("p99"), "{:.0f}")]), ""]
+    print(f"wrote {write_results(args.name, r, chr(10).join(lines))}")
     return 1 if c["mismatches"] else 0
 
 
@@ -234,9 +246,10 @@ def lost_by_run(merged: dict) -> dict[str, int]:
         out[f"seed {name}"] = int(row.get("lost", 0))
     if _get(ss, "stream", "lost") is not None:
         out["seed stream"] = int(ss["stream"]["lost"])
-    tp = _get(_result(merged, "throughput"), "counts", "lost")
-    if tp is not None:
-        out["throughput"] = int(tp)
+    for name in ("throughput", "throughput_bulk"):
+        tp = _get(_result(merged, name), "counts", "lost")
+        if tp is not None:
+            out[name] = int(tp)
     return out
 
 
@@ -254,6 +267,8 @@ def latest(merged: dict) -> dict:
         "service_spin_us": _pair(_get(rt, "paths", "zmqrt [spin]", "server_side_us")),
         "roundtrip_spin_us": _pair(_get(rt, "paths", "zmqrt [spin]", "roundtrip_us")),
         "throughput_tasks_per_s": _get(_result(merged, "throughput"), "throughput_tasks_per_s"),
+        "throughput_bulk_tasks_per_s": _get(_result(merged, "throughput_bulk"), "throughput_tasks_per_s"),
+        "throughput_bulk_latency_us": _pair(_get(_result(merged, "throughput_bulk"), "latency_us")),
         "lost": sum(lost.values()) if lost else None,
         "lost_by_run": lost,
         "ratios": {c["comparison"]: c.get("ratio") for c in comparisons(merged)},
@@ -294,7 +309,13 @@ def report_md(merged: dict) -> str:
                       f"{_f((lt['service_spin_us'] or {}).get('p99'))}", "<= 20 / <= 40"]),
               md_row(["round trip p50 / p99 µs (spin)", f"{_f((lt['roundtrip_spin_us'] or {}).get('p50'))} / "
                       f"{_f((lt['roundtrip_spin_us'] or {}).get('p99'))}", "<= 1.1x prototype"]),
-              md_row(["sustained throughput, ok tasks/s", _f(lt["throughput_tasks_per_s"], "{:,.0f}"), ""]),
+              md_row(["sustained throughput, ok tasks/s (one engine, latency setting)",
+                      _f(lt["throughput_tasks_per_s"], "{:,.0f}"), ""]),
+              md_row(["sustained throughput, ok tasks/s (one engine, --batch-max 64); latency p50 / p99 µs",
+                      f"{_f(lt['throughput_bulk_tasks_per_s'], '{:,.0f}')}; "
+                      f"{_f((lt['throughput_bulk_latency_us'] or {}).get('p50'), '{:,.0f}')} / "
+                      f"{_f((lt['throughput_bulk_latency_us'] or {}).get('p99'), '{:,.0f}')}",
+                      ">= 200,000 (several engines: bench/scaleout.py), p99 < 1,000"]),
               md_row(["lost tasks (all zmqrt runs)", _f(lt["lost"], "{:d}"), "0"])]
     st = _get(_result(merged, "stream"), "overall")
     if st:
@@ -363,6 +384,9 @@ def main() -> int:
     t.add_argument("--processes", type=int, default=4, help="producer processes (default 4)")
     t.add_argument("--lanes", type=int, default=4, help="server lanes (default 4)")
     t.add_argument("--backend", default="cuda", choices=["cuda", "cpu"], help="server backend (cpu: smoke test)")
+    t.add_argument("--batch-max", type=int, default=1, help="server --batch-max (default 1: the latency setting; "
+                   "64: the throughput setting)")
+    t.add_argument("--name", default="throughput", help="result name under bench/results (default throughput)")
     args = ap.parse_args()
     if args.throughput_only:
         return throughput_main(args)
