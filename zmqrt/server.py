@@ -870,6 +870,10 @@ class Server:
         stats_sock = self.stats_socket
         spin = self.cfg.spin
         idle_timeout_ms = max(1, min(100, int(self.cfg.monitor_interval_s * 1000)))
+        # Idle, with no stats endpoint to watch as well: block in the ingest socket's recv, up to idle_timeout_ms.
+        wait_in_recv = not spin and stats_sock is None
+        if wait_in_recv:
+            sock.setsockopt(zmq.RCVTIMEO, idle_timeout_ms)
         next_housekeeping_ns = 0
         recv = sock.recv
         # Asking ZMQ_EVENTS costs well under a µs; a NOBLOCK recv that finds nothing raises zmq.Again, which
@@ -948,6 +952,17 @@ class Server:
                 if young > _GC_IDLE_THRESHOLD:
                     gc_collect(1 if middle > 10 else 0)
                 if not spin:
+                    if wait_in_recv and not router.backlog:
+                        # Wait in recv itself, as the prototype does: the frame is in hand when the loop wakes. A
+                        # poll, then a loop pass, then the recv cost the round trip about 18 µs more than the
+                        # prototype's at equal service time in block mode (bench/NOTES.md 27).
+                        try:
+                            frame = recv()  # RCVTIMEO: idle_timeout_ms
+                        except zmq.Again:
+                            continue
+                        receiver.frames += 1
+                        accept(frame)
+                        continue
                     poller.poll(1 if router.backlog else idle_timeout_ms)
         gc.enable()
         self._shutdown()
