@@ -290,21 +290,19 @@ class LatencyTracker:
 
     def record(self, kernel: str, priority: int, stage: str, ns: int) -> None:
         """Add one sample of ``ns`` nanoseconds (hot path: one dict lookup and a few int ops)."""
-        h = self._hists.get((kernel, priority, stage))
-        if h is None:
-            h = self._create(kernel, priority, stage)
-        _record(h, ns)
-        if stage == self.interval_stage:
-            _record(self._interval, ns)
+        self._add(kernel, priority, stage, ns, _record)
 
     def record_many(self, kernel: str, priority: int, stage: str, ns: np.ndarray) -> None:
         """:meth:`record` for every value of ``ns`` (int nanoseconds), a batch of results at once."""
+        self._add(kernel, priority, stage, ns, _record_array)
+
+    def _add(self, kernel: str, priority: int, stage: str, value: Any, add: Any) -> None:
         h = self._hists.get((kernel, priority, stage))
         if h is None:
             h = self._create(kernel, priority, stage)
-        _record_array(h, ns)
+        add(h, value)
         if stage == self.interval_stage:
-            _record_array(self._interval, ns)
+            add(self._interval, value)
 
     def record_stages(self, kernel: str, priority: int, stages_ns: Mapping[str, int]) -> None:
         """:meth:`record` for each ``stage: ns`` of one result."""
@@ -319,21 +317,10 @@ class LatencyTracker:
 
     def count_ok(self, now_ns: int, missed: bool = False) -> None:
         """One ok result at ``now_ns``; ``missed`` when it finished after its deadline."""
-        self.ok += 1
-        if missed:
-            self.missed += 1
-            return
-        sec = now_ns // _NS_PER_S
-        i = sec % self._gp_window_s
-        if self._gp_sec[i] != sec:
-            self._gp_sec[i] = sec
-            self._gp_count[i] = 0
-        self._gp_count[i] += 1
-        if self._gp_first_ns is None:
-            self._gp_first_ns = now_ns
+        self.count_ok_many(now_ns, 1, 1 if missed else 0)
 
     def count_ok_many(self, now_ns: int, n: int, missed: int) -> None:
-        """:meth:`count_ok` for ``n`` ok results at ``now_ns``, ``missed`` of them late."""
+        """``n`` ok results at ``now_ns``, ``missed`` of them late."""
         self.ok += n
         self.missed += missed
         on_time = n - missed
