@@ -133,8 +133,11 @@ def test_result_rows_equal_the_per_task_encoder(task_id):
         assert got[i * enc.length:(i + 1) * enc.length] == want
 
 
-def test_record_many_equals_recording_one_at_a_time():
-    values = np.concatenate([np.random.default_rng().integers(-5, 10**9, 5000), [0, 1, 2047, 2048, 60 * 10**9 + 5]])
+@pytest.mark.parametrize("narrow", [False, True])  # narrow: one power-of-two bucket, the fast path
+def test_record_many_equals_recording_one_at_a_time(narrow):
+    rng = np.random.default_rng()
+    values = (rng.integers(300_000, 500_000, 64) if narrow else
+              np.concatenate([rng.integers(-5, 10**9, 5000), [0, 1, 2047, 2048, 60 * 10**9 + 5]]))
     tracker = LatencyTracker(interval_stage="service")
     tracker.record_many("k", 0, "service", values)
     one = new_histogram()

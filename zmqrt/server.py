@@ -452,8 +452,9 @@ class Server:
         tracker = self.tracker
         priorities = batch.priority
         e2e = time.time_ns() - batch.sent_ns if batch.sent_ns is not None else None
-        for prio in np.unique(priorities).tolist():
-            sel = priorities == prio if len(priorities) > 1 else slice(None)
+        one = int(priorities[0]) if int(priorities.min()) == int(priorities.max()) else None
+        for prio in [one] if one is not None else np.unique(priorities).tolist():
+            sel = slice(None) if one is not None else priorities == prio
             tracker.record_many(kernel, prio, "queue", dispatch_ns - recv_ns[sel])
             tracker.record_many(kernel, prio, "service", sent_ns - recv_ns[sel])
             if e2e is not None:

@@ -115,10 +115,17 @@ def _make_array_record() -> Any:
     def record_array(h: HdrHistogram, values: np.ndarray) -> None:
         if not len(values):
             return
-        v = np.minimum(np.maximum(np.asarray(values, np.int64), _ZERO), _HIGHEST)  # np.clip: 4x the time
-        bucket = np.frexp((v | mask).astype(np.float64))[1].astype(np.int64) - base  # frexp's exponent = bit_length
-        idx = ((bucket + 1) << shift) + (v >> (bucket + unit)) - half
+        v = np.asarray(values, np.int64)
         lo, hi = int(v.min()), int(v.max())
+        if lo < 0 or hi > HIGHEST_NS:
+            v = np.minimum(np.maximum(v, _ZERO), _HIGHEST)  # np.clip: 4x the time
+            lo, hi = max(lo, 0), min(hi, HIGHEST_NS)
+        b = (lo | mask).bit_length() - base
+        if b == (hi | mask).bit_length() - base:  # the usual case: one power-of-two bucket for the whole batch
+            idx = (v >> (b + unit)) + (((b + 1) << shift) - half)
+        else:
+            bucket = np.frexp((v | mask).astype(np.float64))[1].astype(np.int64) - base  # frexp's exponent: bit_length
+            idx = ((bucket + 1) << shift) + (v >> (bucket + unit)) - half
         first, last = index(lo), index(hi)  # the index is monotonic in the value
         # One batch's latencies sit in a narrow band of buckets: count them over that band (np.add.at over the
         # whole array cost 4x as much).
