@@ -65,8 +65,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=60_000.0, help="offered tasks/s, all producers (default 60000)")
     ap.add_argument("--processes", type=int, default=6, help="producer processes (default 6)")
     ap.add_argument("--lanes", type=int, default=4)
-    ap.add_argument("--batch-max", type=int, default=32, help="engines' --batch-max "
-                    "(default 32: the throughput setting; 1: no batching)")
+    ap.add_argument("--batch-max", type=int, default=128, help="engines' --batch-max "
+                    "(default 128: the throughput setting, bench/NOTES.md 28; 1: no batching)")
     ap.add_argument("--backend", default="cuda", help="cuda (default); cpu for a smoke test without a GPU")
     ap.add_argument("--configs", default="0;0,1", help="device lists separated by ';' (default '0;0,1')")
     ap.add_argument("--out", default="scaleout", help="result name under bench/results (default scaleout)")
