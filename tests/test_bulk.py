@@ -351,3 +351,27 @@ def test_rows_are_grouped_by_endpoint_exactly_even_when_hashes_collide():
         assert [batch.replies[g] for g in batch.reply_of.tolist()] == [eps[i % 3] for i in range(12)]
     batch, left = form.match(frames, np.arange(12), np.zeros(12, np.int64), {eps[0]})  # the others not validated
     assert batch.rows.tolist() == [0, 3, 6, 9] and sorted(left.tolist()) == [1, 2, 4, 5, 7, 8, 10, 11]
+
+
+def test_a_form_without_reply_to_is_answered_on_the_results_endpoint(sockets, tmp_path):
+    ctx, _, _, ingest = sockets
+    results = f"ipc://{tmp_path}/results"
+    server = Server(ServerConfig(backend="cpu", ingest=ingest, results=results, lanes=2, calibrate=False,
+                                 batch_max=64), ctx=ctx)
+    pull = ctx.socket(zmq.PULL)
+    pull.connect(results)
+    try:
+        x = np.arange(256, dtype=np.float32)
+        time.sleep(0.1)  # the PULL connected before the first result
+        for i in range(3):
+            server._accept(encode_task(1000 + i, "vector_add", [x, x]))
+            server._poll_lanes()
+        server._accept_backlog([encode_task(1100 + i, "vector_add", [x, x]) for i in range(20)],
+                               [time.monotonic_ns()] * 20)
+        server._poll_lanes()
+        got = _results(pull, 23)
+        assert sorted(got) == [1000, 1001, 1002, *range(1100, 1120)] and server.bulk_tasks == 20
+        np.testing.assert_array_equal(got[1105].outputs[0], 2 * x)
+    finally:
+        pull.close(0)
+        server.close()

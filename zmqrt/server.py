@@ -305,7 +305,8 @@ class Server:
 
         Why: at 100k+ tasks a second the per-task decode, admission, encode and bookkeeping (about 35 µs a task
         on the H200 host) are the whole budget; read as one batch they cost a few µs a task, most of it the
-        recv and the send (bench/NOTES.md 28)."""
+        recv and the send (bench/NOTES.md 28). Tasks of a batch are untimed (no GPU stage events) and have no
+        rows in the stage trace (``--trace``); their queue, service and e2e latencies are recorded as any."""
         todo = np.arange(len(frames))
         single: list[np.ndarray] = []  # rows for the per-task path
         if self._accepting and len(frames) > 1:
