@@ -3,9 +3,10 @@
 At a few thousand tasks a second the server decodes each frame as it comes (``ingest.template``: about 9 µs on
 the H200 host) and encodes each result (about 3 µs). At 200,000 tasks a second that per-task Python is the whole
 budget of several cores. When the loop is behind and batching is on (``--batch-max``), the frames it reads
-together usually repeat one producer's form: the same bytes but for the id, priority, deadline, period,
-``sent_ns`` and data. Where a byte template (``FrameTemplate``) gives each of those values a fixed width, every
-frame of the template's length sits in one ``(n, length)`` byte matrix, and
+together usually repeat one form: the same bytes but for the id, priority, deadline, period, ``sent_ns``, the
+data and (between producers) the reply endpoint's characters. A byte template (``FrameTemplate``) plus the width
+of each slot's value (``BulkForm.layout``) fixes where everything is, so every frame of that layout sits in one
+``(n, length)`` byte matrix, and
 
 - :class:`BulkForm` checks the fixed bytes and the slots' type bytes of all rows in a few array operations, reads
   the slot values as big-endian columns, applies the per-task checks of ``TaskDecoder._scalars`` to whole columns,
