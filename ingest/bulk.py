@@ -28,7 +28,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from .protocol import MAX_DEADLINE_US, Limits, OkEncoder
+from .protocol import _LAT_QS_HEAD, _MISSED_KEY, _SERVICE_KEY, MAX_DEADLINE_US, Limits, OkEncoder
 from .template import _DATA, _NUMBERS, FrameTemplate
 
 __all__ = ["NO_DEADLINE", "BulkBatch", "BulkForm", "BulkResults"]
@@ -110,13 +110,8 @@ class BulkForm:
                     p += size
                     continue
                 tb = frame[p]
-                if tb < 0x80 or tb == 0xC0:
-                    width = 1
-                elif tb in _BE:
-                    width = 1 + _NUMBERS[tb][1]
-                elif 0xA1 <= tb <= 0xBF:
-                    width = 1 + (tb & 0x1F)
-                else:
+                width = _width(tb)
+                if width is None:
                     return None
                 tbs.append(0 if tb < 0x80 else tb)
                 p += width
@@ -145,19 +140,13 @@ class BulkForm:
                 data.append((p, size, dtype, (count,) if shape is None else tuple(shape)))
                 p += size
                 continue
-            if tb < 0x80 or tb == 0xC0:  # positive fixint, nil: one byte
-                width = 1
-            elif tb in _BE:
-                width = 1 + _NUMBERS[tb][1]
-            elif 0xA1 <= tb <= 0xBF and kind == 0:  # a fixstr id: its length is in the type byte
-                width = 1 + (tb & 0x1F)
-                if width - 1 > limits.max_id_len:
+            width = _width(tb)
+            if width is None:
+                return None
+            if 0xA1 <= tb <= 0xBF:  # a fixstr: only an id may be one
+                if kind != 0 or width - 1 > limits.max_id_len:
                     return None
                 id_str = True
-            else:
-                return None
-            if kind != 0 and 0xA0 <= tb <= 0xBF:
-                return None
             if tb in _FLOATS and kind in (0, 1, 4):  # a float id, priority or sent_ns: the validator refuses it
                 return None
             slots.append((kind, p, width, tb))
@@ -283,6 +272,18 @@ class BulkForm:
         return batch, left
 
 
+def _width(tb: int) -> int | None:
+    """Bytes of the msgpack value whose type byte is ``tb``, where the type byte alone says: fixint, nil, the
+    fixed-width numbers and a fixstr (1 to 31 bytes); None for anything else."""
+    if tb < 0x80 or tb == 0xC0:
+        return 1
+    if tb in _BE:
+        return 1 + _NUMBERS[tb][1]
+    if 0xA1 <= tb <= 0xBF:
+        return 1 + (tb & 0x1F)
+    return None
+
+
 def _merge(template: FrameTemplate, layout: tuple[int, ...]) -> tuple:
     """``template.tbytes`` (None for data slots) with each scalar slot's type byte from ``layout``."""
     it = iter(layout)
@@ -308,9 +309,9 @@ class BulkResults:
             data.append((p, arr.nbytes))
             p += arr.nbytes
         self._data = data
-        self._missed = p + len(b"\xafmissed_deadline")  # the bool after the fixstr key
-        self._queue = p + len(b"\xafmissed_deadline\xc2\xaalatency_us\x82\xa5queue\xcb")
-        self._service = self._queue + 8 + len(b"\xa7service\xcb")
+        self._missed = p + len(_MISSED_KEY)
+        self._queue = p + len(_LAT_QS_HEAD[0])
+        self._service = self._queue + 8 + len(_SERVICE_KEY)
         self.length = self._service + 8
         if self.length != len(frame):
             raise AssertionError("ok result layout changed: BulkResults must follow OkEncoder")

@@ -546,12 +546,15 @@ def _bin_header(n: int) -> bytes:
     return b"\xc6" + n.to_bytes(4, "big")
 
 
+# The fixed parts of an ok result, in order: these bytes, the id, the status fields, the outputs array, then
+# _LAT_QS_HEAD's missed flag and latencies (ingest.bulk.BulkResults and ingest.openloop.fast_ok read them too).
+_OK_ID_HEAD = b"\x87\xa2id"  # fixmap(7), fixstr "id"
+_OK_STATUS = b"".join(msgpack.packb(x) for x in ("status", "ok", "code", "OK", "message", "", "outputs"))
+
+
 def _ok_heads_for(outputs: Sequence[np.ndarray]) -> list[bytes]:
     packer = msgpack.Packer(use_bin_type=True, autoreset=True)
-    heads = [packer.pack_map_header(7) + packer.pack("id"),
-             packer.pack("status") + packer.pack("ok") + packer.pack("code") + packer.pack("OK")
-             + packer.pack("message") + packer.pack("") + packer.pack("outputs")
-             + packer.pack_array_header(len(outputs))]
+    heads = [_OK_ID_HEAD, _OK_STATUS + packer.pack_array_header(len(outputs))]
     for arr in outputs:
         name = _WIRE_NAMES[arr.dtype]
         heads.append(packer.pack_map_header(3) + packer.pack("dtype") + packer.pack(name) + packer.pack("shape")
@@ -559,8 +562,9 @@ def _ok_heads_for(outputs: Sequence[np.ndarray]) -> list[bytes]:
     return heads
 
 
-_MISSED = (msgpack.packb("missed_deadline") + msgpack.packb(False) + msgpack.packb("latency_us"),
-           msgpack.packb("missed_deadline") + msgpack.packb(True) + msgpack.packb("latency_us"))
+_MISSED_KEY = msgpack.packb("missed_deadline")  # the bool follows it
+_MISSED = (_MISSED_KEY + msgpack.packb(False) + msgpack.packb("latency_us"),
+           _MISSED_KEY + msgpack.packb(True) + msgpack.packb("latency_us"))
 
 
 def encode_ok_result(task_id: int | str, outputs: Sequence[np.ndarray], missed_deadline: bool,

@@ -47,7 +47,7 @@ from .trace import ADMITTED, COLLECTED, DECODED, ENCODED, POPPED, RECV, SEEN_DON
 log = logging.getLogger("zmqrt")
 
 _READ_AHEAD = 8  # frames read per loop pass while every lane is busy
-_BULK_TEMPLATES = 4  # batches (layouts) read from one backlog at most
+_BULK_LAYOUTS = 4  # batches (layouts) read from one backlog at most
 # Deferred bookkeeping entries before a busy loop applies them anyway; ZMQRT_BOOKS_MAX=1 applies each at once,
 # right after its send, as before (for A/B runs: bench/NOTES.md 21).
 _BOOKS_MAX = max(1, int(os.environ.get("ZMQRT_BOOKS_MAX", "256")))
@@ -127,7 +127,8 @@ class Server:
         self._bulk_forms: dict[tuple, tuple[object, BulkForm | None]] = {}
         self._bulk_results: dict[tuple, BulkResults] = {}
         self.bulk_tasks = 0
-        self._pending_bulk: tuple[BulkBatch, list[bytes]] | None = None  # read while every lane was busy
+        # A batch read while every lane was busy: (batch, its backlog's frames, their receipt times)
+        self._pending_bulk: tuple[BulkBatch, list[bytes], list[int]] | None = None
         # Result encoder per task form, id(checked) -> (checked, OkEncoder): a form fixes its outputs' dtypes, shapes.
         self._encoders: dict[int, tuple[object, OkEncoder]] = {}
         self._books: list[tuple] = []  # stage histograms and counters of sent tasks, applied in idle passes
@@ -312,7 +313,7 @@ class Server:
         if self._accepting and len(frames) > 1:
             lengths = np.fromiter(map(len, frames), np.int64, len(frames))
             recv_ns = np.asarray(stamps, np.int64)
-            for _ in range(_BULK_TEMPLATES):  # a few layouts per backlog; the rest goes task by task
+            for _ in range(_BULK_LAYOUTS):  # a few layouts per backlog; the rest goes task by task
                 if len(todo) < 2 or not ((self._free_lanes and not len(self.sched)) or self._pending_bulk is None):
                     break
                 form = self._bulk_form(frames[todo[0]])
@@ -327,9 +328,9 @@ class Server:
                 single.append(rest)
                 if batch is not None:
                     if self._free_lanes and not len(self.sched):  # what it leaves may form the next batch
-                        todo = np.sort(np.concatenate((todo, self._start_bulk(batch, frames))))
+                        todo = np.sort(np.concatenate((todo, self._start_bulk(batch))))
                     else:  # after the lanes' work and the tasks queued before it
-                        self._pending_bulk = (batch, frames)
+                        self._pending_bulk = (batch, frames, stamps)
         single.append(todo)
         accept = self._accept
         for i in np.sort(np.concatenate(single)).tolist():
@@ -357,14 +358,13 @@ class Server:
 
     def _start_pending_bulk(self) -> None:
         """The batch read while every lane was busy, on the lane that freed; its left rows go the per-task way."""
-        batch, frames = self._pending_bulk
+        batch, frames, stamps = self._pending_bulk
         self._pending_bulk = None
-        rest = self._start_bulk(batch, frames)
         accept = self._accept
-        for i in rest.tolist():
-            accept(frames[i], int(batch.recv_ns[0]))
+        for i in self._start_bulk(batch).tolist():
+            accept(frames[i], stamps[i])
 
-    def _start_bulk(self, batch: BulkBatch, frames: list[bytes]) -> np.ndarray:
+    def _start_bulk(self, batch: BulkBatch) -> np.ndarray:
         """Run ``batch`` as one launch on a free lane; returns the rows it leaves to the per-task path: all of them
         for a duplicate id (the per-task path answers DUPLICATE), rows past what one launch holds, and rows whose
         deadline the batch's predicted service would miss (the per-task path admits or refuses each)."""
@@ -393,14 +393,9 @@ class Server:
         k = len(batch)
         free = self._free_lanes
         lane = free.pop() if int(batch.priority.min()) == 0 else free.pop(0)
-        entry = self._batch_forms.get((id(form.checked), k))
         try:
-            if entry is None or entry[0] is not form.checked:  # the form's checked object for k rows, built once
-                entry = (form.checked, form.spec.check(batch.inputs, form.checked.params))
-                if len(self._batch_forms) >= 1024:
-                    self._batch_forms.clear()
-                self._batch_forms[(id(form.checked), k)] = entry
-            self.backend.submit(lane, form.spec, batch.inputs, entry[1], False)
+            self.backend.submit(lane, form.spec, batch.inputs,
+                                self._checked_rows(form.spec, form.checked, batch.inputs, k), False)
         except (TaskError, CudaError) as e:  # a row-wise kernel's own form never fails its check; answered all
             free.append(lane)
             code = Code.GPU_FAULT if isinstance(e, CudaError) else e.code
@@ -472,6 +467,13 @@ class Server:
         return total
 
     # ------------------------------------------------------------------ dispatch and completion
+    def _dispatch_free(self) -> None:
+        """Fill free lanes: queued tasks in the policy's order, then the pending bulk batch, read after them."""
+        if len(self.sched):
+            self._dispatch()
+        if self._pending_bulk is not None and self._free_lanes and not len(self.sched):
+            self._start_pending_bulk()
+
     def _dispatch(self) -> None:
         sched = self.sched
         while self._free_lanes and len(sched):
@@ -526,6 +528,18 @@ class Server:
             earliest, cost_ns = d, k_cost
         return (batch, cost_ns) if len(batch) > 1 else None
 
+    def _checked_rows(self, spec, checked, inputs: list[np.ndarray], k: int):
+        """The checked object of ``k`` stacked rows of the form whose one-task checked object is ``checked``, built
+        once per (form, k). Raises TaskError as ``spec.check`` does (a row-wise kernel's own form never does)."""
+        key = (id(checked), k)
+        entry = self._batch_forms.get(key)
+        if entry is None or entry[0] is not checked:
+            entry = (checked, spec.check(inputs, checked.params))
+            if len(self._batch_forms) >= 1024:
+                self._batch_forms.clear()
+            self._batch_forms[key] = entry
+        return entry[1]
+
     def _start_batch(self, batch: list[Task], cost_ns: int, now: int) -> None:
         """Run ``batch`` (tasks of one form) as one task of stacked inputs on a free lane."""
         first = batch[0]
@@ -533,15 +547,9 @@ class Server:
         inputs = [np.stack([t.inputs[j] for t in batch]) for j in range(len(first.inputs))]
         free = self._free_lanes
         lane = free.pop() if min(t.priority for t in batch) == 0 else free.pop(0)
-        key = (id(first.checked), k)
-        entry = self._batch_forms.get(key)
         try:
-            if entry is None or entry[0] is not first.checked:  # the form's checked object for k rows, built once
-                entry = (first.checked, first.spec.check(inputs, first.params))
-                if len(self._batch_forms) >= 1024:
-                    self._batch_forms.clear()
-                self._batch_forms[key] = entry
-            self.backend.submit(lane, first.spec, inputs, entry[1], False)
+            self.backend.submit(lane, first.spec, inputs, self._checked_rows(first.spec, first.checked, inputs, k),
+                                False)
         except (TaskError, CudaError) as e:  # a row-wise kernel's own form never fails its check; answered all
             self._submit_failed(lane, batch, e, now, f"batched run of {k}: ")
             return
@@ -928,10 +936,8 @@ class Server:
                 accept(frame)
             if self._busy_lanes and self._poll_lanes():
                 progressed = True
-            if self._free_lanes and len(self.sched):
-                self._dispatch()
-            if self._pending_bulk is not None and self._free_lanes and not len(self.sched):
-                self._start_pending_bulk()  # after the tasks queued before it was read
+            if self._free_lanes and (len(self.sched) or self._pending_bulk is not None):
+                self._dispatch_free()
             now = time.monotonic_ns()
             if now >= next_housekeeping_ns:
                 next_housekeeping_ns = now + 1_000_000
@@ -996,17 +1002,15 @@ class Server:
                 router.flush()
             if self._busy_lanes:
                 self._poll_lanes()
-            if self._free_lanes and len(self.sched):
-                self._dispatch()
-            if self._pending_bulk is not None and self._free_lanes and not len(self.sched):
-                self._start_pending_bulk()  # after the tasks queued before it was read
+            if self._free_lanes and (len(self.sched) or self._pending_bulk is not None):
+                self._dispatch_free()
         now = time.monotonic_ns()
         leftover = self.sched.drain()
         for task in leftover:
             self._inflight_keys.discard((task.reply_to, task.id))
             self._refuse(task, Code.SHUTDOWN, "server shut down before this task could run", now)
         if self._pending_bulk is not None:  # read as a batch, never started
-            batch, _ = self._pending_bulk
+            batch = self._pending_bulk[0]
             self._pending_bulk = None
             for task_id, g in zip(batch.ids, batch.reply_of.tolist()):  # noqa: B905 - one per row
                 self._reply(task_id, batch.replies[g], Code.SHUTDOWN, "server shut down before this task could run")

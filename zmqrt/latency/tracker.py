@@ -45,6 +45,14 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_NS, HIGHEST_NS, SIGNIFICANT_FIGURES)
 
 
+def _index_terms() -> tuple[int, int, int, int, int]:
+    """The terms of hdrh's counts index for the tracker's histograms: unit magnitude, sub-bucket mask, half-count
+    magnitude, half count, and the bit length that maps to bucket 0."""
+    t = new_histogram()
+    unit, shift = t.unit_magnitude, t.sub_bucket_half_count_magnitude
+    return unit, t.sub_bucket_mask, shift, t.sub_bucket_half_count, unit + shift + 1
+
+
 def _make_fast_record() -> Any:
     """A record function equivalent to ``HdrHistogram.record_value`` but about 3x cheaper.
 
@@ -53,12 +61,7 @@ def _make_fast_record() -> Any:
     ``total_count``, ``min_value``, ``max_value``), so it is checked against hdrh at import and replaced by
     ``record_value`` if any index differs (a future hdrh layout change then costs speed, not correctness).
     """
-    t = new_histogram()
-    unit = t.unit_magnitude
-    mask = t.sub_bucket_mask
-    shift = t.sub_bucket_half_count_magnitude
-    half = t.sub_bucket_half_count
-    base = unit + shift + 1
+    unit, mask, shift, half, base = _index_terms()
 
     def record(h: HdrHistogram, v: int) -> None:
         if v > HIGHEST_NS:
@@ -103,10 +106,7 @@ def _make_array_record() -> Any:
     results at once, ``ingest.bulk``). The same index arithmetic; ``int.bit_length`` is exact through float64
     here because every clamped value is below 2**53. Falls back to a loop over ``_record`` where the fast record
     itself fell back (an hdrh layout it does not know)."""
-    t = new_histogram()
-    unit, mask = t.unit_magnitude, t.sub_bucket_mask
-    shift, half = t.sub_bucket_half_count_magnitude, t.sub_bucket_half_count
-    base = unit + shift + 1
+    unit, mask, shift, half, base = _index_terms()
 
     def index(x: int) -> int:
         b = (x | mask).bit_length() - base
