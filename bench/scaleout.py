@@ -9,7 +9,9 @@ configuration, in the same run. Target (issue 7): N GPUs >= 1.8x one GPU at N = 
 Writes bench/results/scaleout-<CARD>.json and .md.
 
 A device may repeat: ``--configs "0;0,0;0,0,0,0"`` runs 1, 2 and 4 engines sharing GPU 0 (each its own process and
-CUDA context), the "several ingest workers" route to throughput on one GPU.
+CUDA context), the "several engines" route to throughput on one GPU. ``DEVICES@N`` runs N relay processes in front
+of those engines (``zmqrt serve --ingest-workers N``, zmqrt/relay.py): ``--configs "0;0@4"`` compares one engine
+alone with one engine behind 4 relays, in the same run.
 
 Usage: python3 bench/scaleout.py [--seconds 5] [--rate 60000] [--processes 6] [--configs 0;0,1] [--out NAME]
 """
@@ -28,14 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import card_name, environment, md_row, write_results  # noqa: E402
 
 
-def run_config(devices: list[int], args) -> dict:
+def run_config(devices: list[int], args, relays: int = 0) -> dict:
     from ingest.loadgen import LoadgenConfig, MixEntry, run_loadgen
     from ingest.loadgen_report import summarize
     from zmqrt.config import ServerConfig
     from zmqrt.supervisor import Supervisor
 
     cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tempfile.mkdtemp(prefix='zrt')}/in", lanes=args.lanes,
-                       batch_max=args.batch_max)
+                       batch_max=args.batch_max, ingest_workers=relays)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
                        duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes)
     with Supervisor(cfg, devices=devices if len(devices) > 1 else None) as sup:
@@ -53,7 +55,8 @@ def run_config(devices: list[int], args) -> dict:
     sent = res.sent_ns[res.sent_ns >= 0]
     # What the producers managed to send (the offered rate is only an intent): sends over their span.
     sent_hz = (len(sent) - 1) / ((int(sent.max()) - int(sent.min())) / 1e9) if len(sent) > 1 else 0.0
-    return {"devices": devices, "wall_s": wall, "throughput_tasks_per_s": overall.get("throughput_hz"),
+    return {"devices": devices, "ingest_workers": relays, "wall_s": wall,
+            "throughput_tasks_per_s": overall.get("throughput_hz"),
             "sent_tasks_per_s": sent_hz,
             "counts": overall["counts"], "latency_us": overall.get("latency_us", {}),
             "server_us": overall.get("server_us", {})}
@@ -68,33 +71,38 @@ def main() -> int:
     ap.add_argument("--batch-max", type=int, default=128, help="engines' --batch-max "
                     "(default 128: the throughput setting, bench/NOTES.md 28; 1: no batching)")
     ap.add_argument("--backend", default="cuda", help="cuda (default); cpu for a smoke test without a GPU")
-    ap.add_argument("--configs", default="0;0,1", help="device lists separated by ';' (default '0;0,1')")
+    ap.add_argument("--configs", default="0;0,1", help="device lists separated by ';', each optionally @N for N "
+                    "relay processes (default '0;0,1')")
     ap.add_argument("--out", default="scaleout", help="result name under bench/results (default scaleout)")
     args = ap.parse_args()
     rows = {}
     for spec in args.configs.split(";"):
-        devices = [int(d) for d in spec.split(",")]
-        r = rows[spec] = run_config(devices, args)
+        dev_text, _, relays = spec.partition("@")
+        devices = [int(d) for d in dev_text.split(",")]
+        r = rows[spec] = run_config(devices, args, int(relays or 0))
         c = r["counts"]
         print(f"devices {spec:6s}: sent {r['sent_tasks_per_s']:,.0f}/s, "
               f"{r['throughput_tasks_per_s']:,.0f} ok/s; ok {c['ok']} rejected {c['rejected']} "
               f"{c['rejected_by_code']} lost {c['lost']} mismatches {c['mismatches']}; latency p50 "
-              f"{r['latency_us'].get('p50', float('nan')):,.0f} p99 {r['latency_us'].get('p99', float('nan')):,.0f} µs",
-              flush=True)
+              f"{r['latency_us'].get('p50', float('nan')):,.0f} p99 {r['latency_us'].get('p99', float('nan')):,.0f} µs"
+              f" (server service p50 {r['server_us'].get('service', {}).get('p50', float('nan')):,.0f} p99 "
+              f"{r['server_us'].get('service', {}).get('p99', float('nan')):,.0f} µs)", flush=True)
     base = rows[args.configs.split(";")[0]]["throughput_tasks_per_s"] or float("nan")
     for r in rows.values():
         r["speedup_vs_first"] = (r["throughput_tasks_per_s"] or 0.0) / base
     lines = [f"# Supervised engines, throughput at {args.rate:,.0f} tasks/s offered ({args.processes} producers, "
              f"{args.seconds:g} s, 1 KiB vector_add, batch_max {args.batch_max}): {card_name()}", "",
              md_row(["engines on devices", "sent tasks/s", "ok tasks/s", "x first", "ok", "rejected", "lost",
-                     "mismatches", "p99 µs"]),
-             md_row(["---"] * 9)]
+                     "mismatches", "p50 µs", "p99 µs", "service p99 µs"]),
+             md_row(["---"] * 11)]
     for spec, r in rows.items():
         c = r["counts"]
-        p99 = r["latency_us"].get("p99", float("nan"))
+        lat = r["latency_us"]
+        svc = r["server_us"].get("service", {})
         lines.append(md_row([spec, f"{r['sent_tasks_per_s']:,.0f}",
                              f"{r['throughput_tasks_per_s']:,.0f}", f"{r['speedup_vs_first']:.2f}", c["ok"],
-                             c["rejected"], c["lost"], c["mismatches"], f"{p99:.0f}"]))
+                             c["rejected"], c["lost"], c["mismatches"], f"{lat.get('p50', float('nan')):.0f}",
+                             f"{lat.get('p99', float('nan')):.0f}", f"{svc.get('p99', float('nan')):.0f}"]))
     path = write_results(args.out, {"card": card_name(), "env": environment(), "rate_hz": args.rate,
                                       "seconds": args.seconds, "processes": args.processes, "batch_max": args.batch_max,
                                       "configs": rows},

@@ -49,6 +49,7 @@ class Receiver:
         log_interval_s: float = 1.0,
         connect: bool = False,
         curve: object | None = None,
+        max_msg_bytes: int | None = None,
     ) -> None:
         if not endpoint.startswith(("tcp://", "ipc://")):
             raise ValueError(f"ingest endpoint must be tcp:// or ipc://, got {endpoint!r}")
@@ -57,7 +58,8 @@ class Receiver:
         try:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RCVHWM, hwm)
-            sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes)
+            # None: the limits' frame bound; -1 (no bound) only for private hops whose sender applied it.
+            sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_frame_bytes if max_msg_bytes is None else max_msg_bytes)
             if curve is not None:  # zmqrt.security.CurveServer: security options only apply to later bind/connect
                 curve.apply(sock)  # type: ignore[attr-defined]
             if connect:  # an engine behind a fan-out (zmqrt.supervisor) connects to the distributor's PUSH

@@ -90,6 +90,11 @@ def _add_serve(sub) -> None:
                    "device may repeat). This process binds --ingest and deals tasks to the engines through an "
                    "internal ipc hop (one more ZeroMQ hop: about 10 µs); each engine binds --stats/--results with .N "
                    "(ipc) or port+N (tcp) appended, and --metrics-port+N. Implies --supervise")
+    g.add_argument("--ingest-workers", type=int, metavar="N", help="N relay processes between --ingest and the "
+                   "engine(s): they do the per-task recv and send, each engine decodes, runs and encodes whole batches "
+                   "in its one CUDA context (zmqrt/relay.py). A throughput setting for several producers at 100k+ "
+                   "tasks/s: each relay hop costs tens of µs, so leave it off (default 0) for latency. Goes with "
+                   "--batch-max (e.g. 128); implies --supervise")
     g.add_argument("--max-restarts", type=int, default=5, metavar="N", help="give up (exit 4) when an engine needs "
                    "more than N restarts within --restart-window (default 5)")
     g.add_argument("--restart-window", type=float, default=60.0, metavar="S", help="seconds (default 60)")
@@ -116,7 +121,7 @@ def cmd_serve(args) -> int:
         "priority_levels", "queue_capacity", "admission", "admission_margin", "expire", "cache_dir", "spin",
         "stage_timing_every",
         "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path",
-        "batch_max", "bulk", "resident")}
+        "batch_max", "bulk", "resident", "ingest_workers")}
     overrides["kernels_dirs"] = args.kernels_dir
     try:
         cfg = build_config(args.config, **overrides)
@@ -130,6 +135,10 @@ def cmd_serve(args) -> int:
     if args.devices is not None and (args.supervise is False or args.device is not None):
         print("zmqrt serve: --devices runs supervised engines, one per device: it goes with neither --no-supervise "
               "nor --device", file=sys.stderr)
+        return 2
+    if args.supervise is False and cfg.ingest_workers:
+        print("zmqrt serve: --ingest-workers runs relay processes beside a supervised engine: it does not go with "
+              "--no-supervise", file=sys.stderr)
         return 2
     if args.supervise is False:
         return run_server(cfg)

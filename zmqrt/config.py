@@ -77,6 +77,10 @@ class ServerConfig:
     linger_ms: int = 5000  # at shutdown, results still queued get this long to reach their producers
     watchdog_ms: float = 2000.0  # a task in flight longer than this is a hung GPU: fault path; 0: off
     ingest_connect: bool = False  # connect the ingest PULL instead of binding it (engines behind a fan-out)
+    # Relay processes (zmqrt.relay) between the supervisor's fan-out and each engine: they do the per-task recv and
+    # send, the engine decodes and runs batches. A throughput setting (each hop adds tens of µs); 0: none.
+    ingest_workers: int = 0
+    relay_results: tuple[str, ...] = ()  # set by the supervisor: the engine reads relay messages; relay r's endpoint
     trace_path: str | None = None  # write a per-task stage trace (.npy, zmqrt.trace) here at shutdown
     trace_capacity: int = 200_000  # tasks the trace ring holds (the most recent ones)
     # CURVE on ingest (zmqrt.security): the server's NAME.key_secret, and a directory of the producers' NAME.key
@@ -127,6 +131,8 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"fifo_priority must be 0 (off) or 1..99, not {cfg.fifo_priority}")
     if cfg.watchdog_ms < 0:
         raise ValueError(f"watchdog_ms must be >= 0 (0: off), not {cfg.watchdog_ms}")
+    if cfg.ingest_workers < 0:
+        raise ValueError(f"ingest_workers must be >= 0 (0: none), not {cfg.ingest_workers}")
     if cfg.batch_max < 1:
         raise ValueError(f"batch_max must be >= 1 (1: no batching), not {cfg.batch_max}")
     if cfg.stage_timing_every < 0:

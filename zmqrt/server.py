@@ -41,6 +41,7 @@ from .errors import Code, TaskError
 from .kernels.registry import KernelRegistry, load_registry
 from .latency import LatencyMonitor, LatencyTracker
 from .placement import pin_loop, thread_report
+from .relay import RELAY_HWM, pack_rows, unpack_frames
 from .sched import AdmissionControl, ServicePredictor, make_scheduler
 from .trace import ADMITTED, COLLECTED, DECODED, ENCODED, POPPED, RECV, SEEN_DONE, SENT, SUBMITTED, StageTrace
 
@@ -95,8 +96,14 @@ class Server:
         if cfg.curve_secret or cfg.allowed_keys:  # CURVE + ZAP on ingest; either alone fails here, never runs open
             from .security import CurveServer
             self.curve = CurveServer(self.ctx, cfg.curve_secret, cfg.allowed_keys)
+        # Behind relays (zmqrt.relay) the ingest socket takes their messages, many frames each: no frame limit there
+        # (each relay applies it to the frames it reads).
         self.receiver = Receiver(self.ctx, cfg.ingest, self.limits, hwm=cfg.ingest_hwm, connect=cfg.ingest_connect,
-                                 curve=self.curve)
+                                 curve=self.curve, max_msg_bytes=-1 if cfg.relay_results else None)
+        # Relay r's result endpoint (cfg.relay_results[r]), connected on its first message.
+        self._relay_socks: dict[int, zmq.Socket] = {}
+        self.relay_fallbacks = 0  # result messages a full relay queue refused, sent by this engine instead
+        self.relayed_results = 0  # result rows handed to relays
         self.router = ResultRouter(self.ctx, cfg.results, patterns, sndhwm=cfg.result_hwm, linger_ms=cfg.linger_ms)
         self.stats_socket: zmq.Socket | None = None
         if cfg.stats:
@@ -122,13 +129,14 @@ class Server:
         self.batches = 0
         self.batched_tasks = 0
         # Batches decoded together from a backlog (ingest.bulk), per lane; their readers and result encoders.
-        self._lane_bulk: list[tuple[BulkBatch, list] | None] = [None] * n
+        # (batch, its (reply_to, id) keys, the relay each row came from or None)
+        self._lane_bulk: list[tuple[BulkBatch, list, np.ndarray | None] | None] = [None] * n
         # (id(FrameTemplate), slot layout) -> (the template, its reader of that layout or None)
         self._bulk_forms: dict[tuple, tuple[object, BulkForm | None]] = {}
         self._bulk_results: dict[tuple, BulkResults] = {}
         self.bulk_tasks = 0
-        # A batch read while every lane was busy: (batch, its backlog's frames, their receipt times)
-        self._pending_bulk: tuple[BulkBatch, list[bytes], list[int]] | None = None
+        # A batch read while every lane was busy: (batch, its backlog's frames, their receipt times, their relays)
+        self._pending_bulk: tuple[BulkBatch, list[bytes], list[int], np.ndarray | None] | None = None
         # Result encoder per task form, id(checked) -> (checked, OkEncoder): a form fixes its outputs' dtypes, shapes.
         self._encoders: dict[int, tuple[object, OkEncoder]] = {}
         self._books: list[tuple] = []  # stage histograms and counters of sent tasks, applied in idle passes
@@ -297,7 +305,7 @@ class Server:
         return True
 
     # ------------------------------------------------------------------ a backlog decoded as one batch
-    def _accept_backlog(self, frames: list[bytes], stamps: list[int]) -> None:
+    def _accept_backlog(self, frames: list[bytes], stamps: list[int], origin: np.ndarray | None = None) -> None:
         """Frames read together from a backlog (batching on, nothing queued): the frames of one byte template's
         layout, from any producer of that form, become one batch decoded and answered with numpy
         (``ingest.bulk``) and run as one launch, on a free lane or, with none free, as the one pending batch.
@@ -307,7 +315,8 @@ class Server:
         Why: at 100k+ tasks a second the per-task decode, admission, encode and bookkeeping (about 35 µs a task
         on the H200 host) are the whole budget; read as one batch they cost a few µs a task, most of it the
         recv and the send (bench/NOTES.md 28). Tasks of a batch are untimed (no GPU stage events) and have no
-        rows in the stage trace (``--trace``); their queue, service and e2e latencies are recorded as any."""
+        rows in the stage trace (``--trace``); their queue, service and e2e latencies are recorded as any.
+        ``origin``: the relay each frame came from (``zmqrt.relay``), whose batches' results go back through it."""
         todo = np.arange(len(frames))
         single: list[np.ndarray] = []  # rows for the per-task path
         if self._accepting and len(frames) > 1:
@@ -328,9 +337,9 @@ class Server:
                 single.append(rest)
                 if batch is not None:
                     if self._free_lanes and not len(self.sched):  # what it leaves may form the next batch
-                        todo = np.sort(np.concatenate((todo, self._start_bulk(batch))))
+                        todo = np.sort(np.concatenate((todo, self._start_bulk(batch, origin))))
                     else:  # after the lanes' work and the tasks queued before it
-                        self._pending_bulk = (batch, frames, stamps)
+                        self._pending_bulk = (batch, frames, stamps, origin)
         single.append(todo)
         accept = self._accept
         for i in np.sort(np.concatenate(single)).tolist():
@@ -358,13 +367,13 @@ class Server:
 
     def _start_pending_bulk(self) -> None:
         """The batch read while every lane was busy, on the lane that freed; its left rows go the per-task way."""
-        batch, frames, stamps = self._pending_bulk
+        batch, frames, stamps, origin = self._pending_bulk
         self._pending_bulk = None
         accept = self._accept
-        for i in self._start_bulk(batch).tolist():
+        for i in self._start_bulk(batch, origin).tolist():
             accept(frames[i], stamps[i])
 
-    def _start_bulk(self, batch: BulkBatch) -> np.ndarray:
+    def _start_bulk(self, batch: BulkBatch, origin: np.ndarray | None = None) -> np.ndarray:
         """Run ``batch`` as one launch on a free lane; returns the rows it leaves to the per-task path: all of them
         for a duplicate id (the per-task path answers DUPLICATE), rows past what one launch holds, and rows whose
         deadline the batch's predicted service would miss (the per-task path admits or refuses each)."""
@@ -411,7 +420,7 @@ class Server:
         self.batches += 1
         self.batched_tasks += k
         self.bulk_tasks += k
-        self._lane_bulk[lane] = (batch, keys)
+        self._lane_bulk[lane] = (batch, keys, None if origin is None else origin[batch.rows])
         self._lane_task[lane] = None
         self._lane_dispatch_ns[lane] = now
         self._lane_predicted_ns[lane] = cost_ns
@@ -421,7 +430,7 @@ class Server:
 
     def _complete_bulk(self, lane: int) -> None:
         """Every task of a finished bulk batch gets its own result, encoded with the batch's others in one go."""
-        batch, keys = self._lane_bulk[lane]
+        batch, keys, relays = self._lane_bulk[lane]
         self._lane_bulk[lane] = None
         self._busy_lanes.remove(lane)
         outputs = self.backend.collect(lane)
@@ -439,7 +448,10 @@ class Server:
         payload = memoryview(enc.encode(batch.id_raw, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
                                         (done_ns - recv_ns) * _NS_PER_US))
         self._free_lanes.append(lane)  # every row is copied into the payload
-        self.router.send_rows(batch.replies, batch.reply_of.tolist(), payload, enc.length)
+        if relays is None or None in batch.replies:  # (results without reply_to go to this engine's --results)
+            self.router.send_rows(batch.replies, batch.reply_of.tolist(), payload, enc.length)
+        else:
+            self._relay_rows(batch, relays, payload, enc.length)
         sent_ns = time.monotonic_ns()
         k = len(batch)
         self.results_sent += k
@@ -457,6 +469,64 @@ class Server:
                 tracker.record_many(kernel, prio, "e2e", e2e[sel])
         tracker.count_ok_many(sent_ns, k, int(missed.sum()))
         self.predictor.observe(kernel, size_class(k * form.in_bytes), done_ns - dispatch_ns, False)
+
+    # ------------------------------------------------------------------ behind relays (zmqrt.relay)
+    def _read_relay(self) -> bool:
+        """Read the relay messages waiting, up to --batch-max frames (at least one message), as one backlog.
+        False: none waited."""
+        recv = self.receiver.socket.recv_multipart
+        frames: list[bytes] = []
+        stamps: list[np.ndarray] = []
+        origin: list[np.ndarray] = []
+        try:
+            while len(frames) < self._batch_max or not frames:
+                parts = recv(zmq.NOBLOCK)
+                try:
+                    index, got, at = unpack_frames(parts)
+                except ValueError as e:  # only our own relays connect here: a bug, never a producer's frame
+                    self.receiver.log_undecodable(f"malformed relay message: {e}")
+                    continue
+                frames += got
+                stamps.append(at)
+                origin.append(np.full(len(got), index, np.int32))
+        except zmq.Again:
+            pass
+        if not frames:
+            return False
+        self.receiver.frames += len(frames)
+        if not (self._batch_max > 1 and self.cfg.bulk):  # no bulk path: task by task, as frames read directly
+            for frame, at in zip(frames, np.concatenate(stamps).tolist()):  # noqa: B905 - one stamp per frame
+                self._accept(frame, at)
+            return True
+        if len(stamps) == 1:
+            self._accept_backlog(frames, stamps[0].tolist(), origin[0])
+        else:
+            self._accept_backlog(frames, np.concatenate(stamps).tolist(), np.concatenate(origin))
+        return True
+
+    def _relay_rows(self, batch: BulkBatch, relays: np.ndarray, payload: memoryview, step: int) -> None:
+        """A finished batch's result rows, each back to the relay its frame came from, which sends it on."""
+        first = int(relays[0])
+        groups = [first] if (relays == first).all() else np.unique(relays).tolist()
+        rows = np.frombuffer(payload, np.uint8).reshape(len(batch), step) if len(groups) > 1 else None
+        for r in groups:
+            if rows is None:
+                reply_of, part = batch.reply_of, payload
+            else:
+                sel = relays == r
+                reply_of, part = batch.reply_of[sel], rows[sel].tobytes()
+            sock = self._relay_socks.get(r)
+            if sock is None:
+                sock = self._relay_socks[r] = self.ctx.socket(zmq.PUSH)
+                sock.setsockopt(zmq.SNDHWM, RELAY_HWM)
+                sock.setsockopt(zmq.LINGER, self.cfg.linger_ms)
+                sock.connect(self.cfg.relay_results[r])
+            try:
+                sock.send_multipart(pack_rows(batch.replies, reply_of, part, step), zmq.NOBLOCK, copy=False)
+                self.relayed_results += len(reply_of)
+            except zmq.Again:  # that relay is behind: this engine sends the rows itself (never blocks, none lost)
+                self.relay_fallbacks += 1
+                self.router.send_rows(batch.replies, reply_of.tolist(), memoryview(part), step)
 
     def _inflight_remaining_ns(self, now_ns: int) -> int:
         total = 0
@@ -770,7 +840,7 @@ class Server:
         bulk = self._lane_bulk[lane]
         if bulk is not None:
             self._lane_bulk[lane] = None
-            batch, keys = bulk
+            batch, keys, _ = bulk
             return [_Row(i, reply_to, r) for (reply_to, i), r in zip(keys, batch.recv_ns.tolist())]  # noqa: B905
         batch = self._lane_batch[lane]
         if batch is not None:
@@ -821,6 +891,8 @@ class Server:
             "frames": self.receiver.frames,
             "batches": self.batches,
             "bulk_tasks": self.bulk_tasks,
+            "relayed_results": self.relayed_results,
+            "relay_fallbacks": self.relay_fallbacks,
             "batched_tasks": self.batched_tasks,
             "undecodable": self.receiver.undecodable,
             "results_sent": self.results_sent,
@@ -881,7 +953,8 @@ class Server:
         spin = self.cfg.spin
         idle_timeout_ms = max(1, min(100, int(self.cfg.monitor_interval_s * 1000)))
         # Idle, with no stats endpoint to watch as well: block in the ingest socket's recv, up to idle_timeout_ms.
-        wait_in_recv = not spin and stats_sock is None
+        relayed = bool(self.cfg.relay_results)
+        wait_in_recv = not spin and stats_sock is None and not relayed
         if wait_in_recv:
             sock.setsockopt(zmq.RCVTIMEO, idle_timeout_ms)
         next_housekeeping_ns = 0
@@ -911,6 +984,10 @@ class Server:
             # With a batch already pending (bulk path), frames wait in ZeroMQ until a lane frees: the next backlog is
             # read as a batch too, not task by task into the queue.
             limit = 0 if self._pending_bulk is not None else (1 if self._free_lanes else _READ_AHEAD)
+            if relayed:  # relay messages, many frames each: read as backlogs
+                if limit and not (router.backlog and router.backlog_full) and readable(EVENTS) & POLLIN:
+                    progressed = self._read_relay()
+                limit = 0
             # While the held results are at their bound, read no new task: ZeroMQ's ingest queue then fills and
             # pushes back on the producers, instead of the server dropping results it cannot deliver.
             while n < limit and not (router.backlog and router.backlog_full) and readable(EVENTS) & POLLIN:
@@ -988,6 +1065,10 @@ class Server:
                 if router.backlog_full:  # each SHUTDOWN answer needs room: wait for the producers, bounded
                     time.sleep(0.001)
                     continue
+            if self.cfg.relay_results:
+                if not self._read_relay():
+                    break
+                continue
             try:
                 frame = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -1035,6 +1116,8 @@ class Server:
         self.receiver.close()
         if self.curve is not None:
             self.curve.close()
+        for relay_sock in self._relay_socks.values():
+            relay_sock.close()  # LINGER: the last rows reach their relays
         self.router.close(self.cfg.linger_ms)
         if self.trace is not None:
             path = self.trace.dump(self.cfg.trace_path)

@@ -16,6 +16,10 @@ Topology:
   PUSH on a private ipc endpoint that every engine's PULL connects to; ``zmq.proxy`` (C, GIL released) moves the
   frames. PUSH deals round-robin over the engines connected *now* and skips a full one, so while an engine
   restarts, tasks go to the others or wait in the proxy. Results go from each engine straight to the reply_to.
+* Relays (``cfg.ingest_workers`` N > 0, ``zmqrt.relay``): the fan-out deals the frames to N relay processes instead;
+  relay ``r`` hands them, many per message, to engine ``r % engines``, which binds a private ipc endpoint for its
+  relays, and sends every batch's result rows back through the relay they came from. One engine, one CUDA context;
+  the per-task socket calls run in N processes. A relay that dies is restarted; the frames it held are lost.
 
 What a dying engine loses: after a fatal GPU fault it still answers every task it had read (GPU_FAULT for those
 running, SHUTDOWN for the rest). An engine killed by a signal answers nothing it had read, and frames ZeroMQ had
@@ -41,6 +45,7 @@ from multiprocessing.connection import Connection, wait
 import zmq
 
 from .config import ServerConfig
+from .relay import RELAY_HWM, relay_endpoints
 
 log = logging.getLogger("zmqrt")
 
@@ -101,6 +106,28 @@ def _nth_endpoint(ep: str | None, i: int) -> str | None:
 
 def _nth_port(port: int | None, i: int) -> int | None:
     return port + i if port else port  # None stays off, 0 stays "any free port"
+
+
+@dataclass
+class _Relay:
+    index: int
+    engine_ep: str
+    results_ep: str
+    ready: object  # multiprocessing Event: its sockets are connected
+    drained: object  # multiprocessing Event: after the stop, what it read is on its way to the engine
+    proc: mp.process.BaseProcess | None = None
+
+
+def _relay_process(index: int, cfg: ServerConfig, fanout_ep: str, engine_ep: str, results_ep: str, stop, ready,
+                   drained, engines_done, log_level: int) -> None:
+    from .relay import Relay
+
+    logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s %(name)s[relay {index}]: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by the supervisor, after its engines (zmqrt.relay)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with Relay(index, cfg, fanout_ep, engine_ep, results_ep) as relay:
+        ready.set()
+        relay.run(stop, drained, engines_done)
 
 
 @dataclass
@@ -238,6 +265,10 @@ class Supervisor:
         self._engines: list[_Engine] = []
         self._fanout: _FanOut | None = None
         self._tmp: str | None = None
+        self._relays: list[_Relay] = []
+        self._relay_stop = self._mp.Event()
+        self._engines_done = self._mp.Event()
+        self.relay_restarts = 0
         self._started = False
         self._closed = False
         self._close_lock = threading.Lock()
@@ -252,17 +283,38 @@ class Supervisor:
     # ------------------------------------------------------------------ start
     def _engine_cfgs(self) -> list[ServerConfig]:
         cfg = self.cfg
-        if len(self.devices) == 1:
+        relays = cfg.ingest_workers
+        if len(self.devices) == 1 and not relays:
             return [cfg.replace(device=self.devices[0])]
         self._tmp = tempfile.mkdtemp(prefix="zmqrt-sup-")  # private: only our engines connect to the backend
         backend_ep = f"ipc://{self._tmp}/engines"
         self._fanout = _FanOut(cfg, backend_ep)
         self.ingest_endpoint = self._fanout.endpoint
         plain = {f: None for f in _CURVE_FIELDS if hasattr(cfg, f)}  # no CURVE on the private hop
-        return [cfg.replace(device=d, ingest=backend_ep, ingest_connect=True, ingest_hwm=_ENGINE_HWM,
-                            stats=_nth_endpoint(cfg.stats, i), results=_nth_endpoint(cfg.results, i),
-                            metrics_port=_nth_port(cfg.metrics_port, i), **plain)
-                for i, d in enumerate(self.devices)]
+        many = len(self.devices) > 1
+        engine_in, relay_out = relay_endpoints(self._tmp, relays, len(self.devices))
+        self._relays = [_Relay(r, engine_in[r % len(self.devices)], relay_out[r], self._mp.Event(), self._mp.Event())
+                        for r in range(relays)]
+        cfgs = []
+        for i, d in enumerate(self.devices):
+            own = dict(stats=_nth_endpoint(cfg.stats, i), results=_nth_endpoint(cfg.results, i),
+                       metrics_port=_nth_port(cfg.metrics_port, i)) if many else {}
+            if relays:  # the engine binds its relays' endpoint; relay r's results endpoint is relay_out[r]
+                wiring = dict(ingest=engine_in[i], ingest_connect=False, ingest_hwm=RELAY_HWM,
+                              relay_results=tuple(relay_out))
+            else:
+                wiring = dict(ingest=backend_ep, ingest_connect=True, ingest_hwm=_ENGINE_HWM)
+            cfgs.append(cfg.replace(device=d, **wiring, **own, **plain))
+        return cfgs
+
+    def _spawn_relay(self, relay: _Relay) -> None:
+        relay.ready.clear()
+        proc = self._mp.Process(target=_relay_process, name=f"zmqrt-relay-{relay.index}", daemon=True,
+                                args=(relay.index, self.cfg, f"ipc://{self._tmp}/engines", relay.engine_ep,
+                                      relay.results_ep, self._relay_stop, relay.ready, relay.drained,
+                                      self._engines_done, self.log_level))
+        proc.start()
+        relay.proc = proc
 
     def _spawn(self, engine: _Engine) -> None:
         reader, writer = self._mp.Pipe(duplex=False)
@@ -289,7 +341,7 @@ class Supervisor:
             return
         engine.is_ready = True
         pinned = {k: info[k] for k in ("results", "stats", "metrics_port") if info[k] is not None}
-        if not engine.cfg.ingest_connect:
+        if not engine.cfg.ingest_connect and not engine.cfg.relay_results:
             pinned["ingest"] = info["ingest"]
             self.ingest_endpoint = info["ingest"]
         engine.cfg = engine.cfg.replace(**pinned)
@@ -311,6 +363,10 @@ class Supervisor:
         if self._fanout is not None:
             log.info("supervisor: ingest %s fanned out to %d engines on devices %s", self.ingest_endpoint,
                      len(self._engines), ",".join(map(str, self.devices)))
+        if self._relays:
+            log.info("supervisor: %d relay process(es) between the fan-out and the engine(s)", len(self._relays))
+        for relay in self._relays:
+            self._spawn_relay(relay)
         for engine in self._engines:
             self._spawn(engine)
         deadline = time.monotonic() + self.start_timeout_s
@@ -327,6 +383,10 @@ class Supervisor:
                                        f"it {_describe_exit(e.proc.exitcode)}; see its log above")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"engines did not start within {self.start_timeout_s:g} s")
+        for relay in self._relays:  # spawned before the engines: long ready by now
+            if not relay.ready.wait(max(0.0, deadline - time.monotonic())):
+                raise RuntimeError(f"relay {relay.index} did not start: it "
+                                   f"{_describe_exit(relay.proc.exitcode) if not relay.proc.is_alive() else 'hangs'}")
 
     # ------------------------------------------------------------------ run
     def run(self) -> int:
@@ -343,10 +403,17 @@ class Supervisor:
             timeout = None
             if starting:
                 timeout = max(0.0, min(e.started_at for e in starting) + self.start_timeout_s - time.monotonic())
-            wait([self._wake_r] + [e.proc.sentinel for e in self._engines] + [e.ready for e in starting if e.ready],
-                 timeout)
+            wait([self._wake_r] + [e.proc.sentinel for e in self._engines] + [e.ready for e in starting if e.ready]
+                 + [r.proc.sentinel for r in self._relays], timeout)
             if self._stopping.is_set():
                 break
+            for relay in self._relays:
+                if not relay.proc.is_alive():
+                    relay.proc.join()
+                    self.relay_restarts += 1
+                    log.error("relay %d (pid %d) %s; the frames it held are lost; starting a new one", relay.index,
+                              relay.proc.pid, _describe_exit(relay.proc.exitcode))
+                    self._spawn_relay(relay)
             for engine in self._engines:
                 self._take_ready(engine)
                 if engine.proc.is_alive():
@@ -411,6 +478,13 @@ class Supervisor:
         self._stopping.set()
         if self._fanout is not None:
             self._fanout.stop_proxy()
+        live_relays = [r for r in self._relays if r.proc is not None and r.proc.is_alive()]
+        if live_relays:  # they hand the engines what they hold before the engines drain (zmqrt.relay)
+            self._relay_stop.set()
+            deadline = time.monotonic() + 5.0
+            for relay in live_relays:
+                if not relay.drained.wait(max(0.0, deadline - time.monotonic())):
+                    log.error("relay %d did not hand over its frames within 5 s", relay.index)
         live = [e.proc for e in self._engines if e.proc is not None and e.proc.is_alive()]
         for proc in live:
             proc.terminate()
@@ -422,6 +496,13 @@ class Supervisor:
                 log.error("engine pid %d did not stop within %.0f s of SIGTERM; killing it", proc.pid, grace)
                 proc.kill()
                 proc.join()
+        self._engines_done.set()  # the relays deliver the engines' last results and exit
+        for relay in live_relays:
+            relay.proc.join(self.cfg.linger_ms / 1000 + 5)
+            if relay.proc.is_alive():
+                log.error("relay pid %d did not stop; killing it", relay.proc.pid)
+                relay.proc.kill()
+                relay.proc.join()
         for engine in self._engines:
             if engine.ready is not None:
                 engine.ready.close()

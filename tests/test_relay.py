@@ -1,0 +1,113 @@
+"""Relays (``zmqrt.relay``, ``zmqrt serve --ingest-workers N``): their message packing, and supervised CPU engines
+behind relays through real sockets: every task answered once, to its own producer, with numpy's result; rejections
+keep their codes; a stop answers everything read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_supervisor import supervised, wait_for
+
+from ingest.client import Client
+from ingest.protocol import encode_task
+from zmqrt.relay import pack_frames, pack_rows, unpack_frames, unpack_rows
+from zmqrt.statsview import fetch_stats
+
+
+def test_frames_round_trip():
+    frames = [b"a" * 5, b"", b"xyz" * 100, b"q"]
+    stamps = [10, 20, 30, 2**62]
+    index, got, at = unpack_frames(pack_frames(7, frames, stamps))
+    assert index == 7 and got == frames and at.tolist() == stamps
+
+
+def test_rows_round_trip():
+    rows = np.arange(3 * 6, dtype=np.uint8).tobytes()
+    replies, reply_of, got, step = unpack_rows(pack_rows(["ipc:///a", "tcp://127.0.0.1:5"], np.array([1, 0, 1]),
+                                                         rows, 6))
+    assert replies == ["ipc:///a", "tcp://127.0.0.1:5"] and reply_of == [1, 0, 1] and step == 6
+    assert bytes(got) == rows
+
+
+@pytest.mark.parametrize("parts", [
+    [b"X\x00\x00", b"", b"", b""],  # wrong kind
+    [b"T\x00\x00", np.array([3], np.int32).tobytes(), np.array([1], np.int64).tobytes(), b"ab"],  # short blob
+    [b"T\x00\x00", np.array([2], np.int32).tobytes(), np.array([1, 2], np.int64).tobytes(), b"ab"],  # stamps
+    [b"T\x00\x00", np.array([-1, 3], np.int32).tobytes(), np.zeros(2, np.int64).tobytes(), b"ab"],  # negative
+    [b"T\x00\x00", b"", b""],  # parts missing
+])
+def test_malformed_frames_message_is_refused(parts):
+    with pytest.raises(ValueError):
+        unpack_frames(parts)
+
+
+@pytest.mark.parametrize("parts", [
+    [b"R" + (6).to_bytes(4, "little"), b"\x91\xa1a", np.array([1], np.int32).tobytes(), b"x" * 6],  # index 1 of 1
+    [b"R" + (6).to_bytes(4, "little"), b"\x91\xa1a", np.array([0], np.int32).tobytes(), b"x" * 5],  # short row
+    [b"R" + (0).to_bytes(4, "little"), b"\x90", b"", b""],  # zero step
+    [b"T" + (6).to_bytes(4, "little"), b"\x91\xa1a", np.array([0], np.int32).tobytes(), b"x" * 6],  # wrong kind
+])
+def test_malformed_rows_message_is_refused(parts):
+    with pytest.raises(ValueError):
+        unpack_rows(parts)
+
+
+def _stats(ep: str) -> dict:
+    snap = fetch_stats(ep, timeout_s=10)
+    assert snap is not None
+    return snap
+
+
+def test_relays_answer_each_producer_its_own_tasks(ipc_endpoint):
+    stats = ipc_endpoint()
+    with supervised(ipc_endpoint(), ingest_workers=2, batch_max=64, stats=stats, lanes=4) as (sup, _), \
+            Client(sup.ingest_endpoint, timeout_s=30) as a, Client(sup.ingest_endpoint, timeout_s=30) as b:
+        rng = np.random.default_rng()
+        wait_for(lambda: a.call("vector_add", np.ones(4, np.float32), np.ones(4, np.float32)).ok, what="a first task")
+        jobs = []
+        for i in range(600):  # a burst from both producers: the relays hand the engine backlogs, read as batches
+            client = a if i % 2 else b
+            x, y = rng.standard_normal((2, 256), dtype=np.float32)
+            jobs.append((client, x, y, client.submit("vector_add", x, y, priority=i % 3)))
+        for _client, x, y, fut in jobs:  # a result sent to the other producer would resolve its future of that id
+            res = fut.result(30)
+            assert res.ok, (res.code, res.message)
+            np.testing.assert_array_equal(res.outputs[0], x + y)
+        # A rejection keeps its code behind relays (the engine answers it itself), and a bad frame is counted.
+        bad = a.call("vector_add", np.ones(4, np.float32), np.ones(5, np.float32))
+        assert bad.code.value == "BAD_SHAPE", (bad.code, bad.message)
+        assert a.call("no_such_kernel", np.ones(4, np.float32)).code.value == "UNKNOWN_KERNEL"
+        a.send_raw(b"\xc1 not msgpack")
+        wait_for(lambda: _stats(stats)["server"]["undecodable"] == 1, what="the bad frame to be counted")
+        server = _stats(stats)["server"]
+        assert a.unknown_results == 0 and b.unknown_results == 0  # nobody got another's result, or one twice
+        assert server["relayed_results"] > 0 and server["bulk_tasks"] > 0, server
+        assert server["relay_fallbacks"] == 0
+
+
+def test_stop_answers_every_task_read(ipc_endpoint):
+    """Tasks read when the service stops are all answered (run, or SHUTDOWN after the drain timeout): bulk results
+    finishing during the engine's drain still go out through the relays, which exit only after the engine."""
+    ingest, stats = ipc_endpoint(), ipc_endpoint()
+    with Client(ingest, timeout_s=30) as c:
+        with supervised(ingest, ingest_workers=2, batch_max=32, lanes=1, stats=stats, queue_capacity=10_000,
+                        drain_timeout_s=1.0) as (sup, _):
+            wait_for(lambda: c.call("vector_add", np.ones(4, np.float32), np.ones(4, np.float32)).ok,
+                     what="a first task")
+            before = _stats(stats)["server"]["frames"]
+            big, x = np.ones((200, 200), np.float32), np.ones(256, np.float32)
+            futs = []
+            for i in range(600):  # slow matmuls queue up; vector_adds between them go as bulk batches
+                futs.append(c.submit("matmul", big, big) if i % 3 == 0 else c.submit("vector_add", x, x))
+            # Stop once the engine has read them all: a frame still in a producer's queue was never received,
+            # and no server can answer it (PROTOCOL.md, shutdown).
+            wait_for(lambda: _stats(stats)["server"]["frames"] - before >= 600, what="the engine to read the tasks")
+        codes = [f.result(30).code.value for f in futs]  # the supervisor stopped on leaving the block
+    assert set(codes) <= {"OK", "SHUTDOWN"}, set(codes)
+    assert codes.count("OK") > 0
+
+
+def test_frame_packing_keeps_a_real_task_intact():
+    frame = encode_task(5, "vector_add", [np.ones(4, np.float32)] * 2, reply_to="ipc:///tmp/x")
+    _, got, _ = unpack_frames(pack_frames(0, [frame, frame], [1, 2]))
+    assert got == [frame, frame]
