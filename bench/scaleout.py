@@ -37,7 +37,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     from zmqrt.supervisor import Supervisor
 
     cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tempfile.mkdtemp(prefix='zrt')}/in", lanes=args.lanes,
-                       batch_max=args.batch_max, ingest_workers=relays)
+                       batch_max=args.batch_max, ingest_workers=relays, cpu=args.engine_cpu)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
                        duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes)
     with Supervisor(cfg, devices=devices if len(devices) > 1 else None) as sup:
@@ -70,6 +70,8 @@ def main() -> int:
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--batch-max", type=int, default=128, help="engines' --batch-max "
                     "(default 128: the throughput setting, bench/NOTES.md 28; 1: no batching)")
+    ap.add_argument("--engine-cpu", type=int, metavar="N", help="pin the engine's loop to CPU N (keep the rest of the "
+                    "run off it, e.g. with taskset)")
     ap.add_argument("--backend", default="cuda", help="cuda (default); cpu for a smoke test without a GPU")
     ap.add_argument("--configs", default="0;0,1", help="device lists separated by ';', each optionally @N for N "
                     "relay processes (default '0;0,1')")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from test_supervisor import supervised, wait_for
 
+from ingest.bulk import FrameBlock
 from ingest.client import Client
 from ingest.protocol import encode_task
 from zmqrt.relay import pack_frames, pack_rows, unpack_frames, unpack_rows
@@ -17,8 +18,9 @@ from zmqrt.statsview import fetch_stats
 def test_frames_round_trip():
     frames = [b"a" * 5, b"", b"xyz" * 100, b"q"]
     stamps = [10, 20, 30, 2**62]
-    index, got, at = unpack_frames(pack_frames(7, frames, stamps))
-    assert index == 7 and got == frames and at.tolist() == stamps
+    index, lengths, at, blob = unpack_frames(pack_frames(7, frames, stamps))
+    block = FrameBlock(blob, lengths)
+    assert index == 7 and [block[i] for i in range(len(block))] == frames and at.tolist() == stamps
 
 
 def test_rows_round_trip():
@@ -29,16 +31,22 @@ def test_rows_round_trip():
     assert bytes(got) == rows
 
 
-@pytest.mark.parametrize("parts", [
-    [b"X\x00\x00", b"", b"", b""],  # wrong kind
-    [b"T\x00\x00", np.array([3], np.int32).tobytes(), np.array([1], np.int64).tobytes(), b"ab"],  # short blob
-    [b"T\x00\x00", np.array([2], np.int32).tobytes(), np.array([1, 2], np.int64).tobytes(), b"ab"],  # stamps
-    [b"T\x00\x00", np.array([-1, 3], np.int32).tobytes(), np.zeros(2, np.int64).tobytes(), b"ab"],  # negative
-    [b"T\x00\x00", b"", b""],  # parts missing
+def _tasks_msg(n: int, lengths, stamps, blob: bytes, kind: bytes = b"T") -> bytes:
+    return (kind + b"\x00\x00" + n.to_bytes(4, "little") + np.asarray(lengths, np.int32).tobytes()
+            + np.asarray(stamps, np.int64).tobytes() + blob)
+
+
+@pytest.mark.parametrize("msg", [
+    _tasks_msg(1, [2], [1], b"ab", kind=b"X"),  # wrong kind
+    _tasks_msg(1, [3], [1], b"ab"),  # short blob
+    _tasks_msg(1, [1], [1], b"ab"),  # bytes left over
+    _tasks_msg(2, [-1, 3], [0, 0], b"ab"),  # negative length
+    _tasks_msg(5, [2], [1], b"ab"),  # count beyond the message
+    b"T\x00",  # truncated header
 ])
-def test_malformed_frames_message_is_refused(parts):
+def test_malformed_frames_message_is_refused(msg):
     with pytest.raises(ValueError):
-        unpack_frames(parts)
+        unpack_frames(msg)
 
 
 @pytest.mark.parametrize("parts", [
@@ -109,5 +117,19 @@ def test_stop_answers_every_task_read(ipc_endpoint):
 
 def test_frame_packing_keeps_a_real_task_intact():
     frame = encode_task(5, "vector_add", [np.ones(4, np.float32)] * 2, reply_to="ipc:///tmp/x")
-    _, got, _ = unpack_frames(pack_frames(0, [frame, frame], [1, 2]))
-    assert got == [frame, frame]
+    _, lengths, _, blob = unpack_frames(pack_frames(0, [frame, frame], [1, 2]))
+    assert bytes(blob) == frame + frame and lengths.tolist() == [len(frame)] * 2
+
+
+def test_frame_block_matrix_is_a_view_when_rows_lie_back_to_back_else_a_gather():
+    rng = np.random.default_rng()
+    frames = [rng.integers(0, 256, 6, np.uint8).tobytes() for _ in range(5)]
+    frames.insert(2, b"odd")
+    block = FrameBlock(b"".join(frames), np.array([len(f) for f in frames]))
+    assert [block[i] for i in range(len(block))] == frames
+    for rows in ([0, 1], [3, 4, 5], [0, 1, 3, 5], [1, 4], [5, 3]):
+        mat = block.matrix(np.array(rows), 6)
+        assert mat.tobytes() == b"".join(frames[i] for i in rows), rows
+    assert np.shares_memory(block.matrix(np.array([3, 4, 5]), 6), block.buf)
+    with pytest.raises(ValueError):
+        FrameBlock(b"abc", np.array([2]))

@@ -15,8 +15,8 @@ Anything the bulk path does not take (other forms, rejections, results without `
 answered by the engine itself, as without relays. Relay messages travel on private ipc endpoints inside one
 service and are not part of ingest/PROTOCOL.md:
 
-* relay -> engine: ``[b"T" + u16 relay index, int32 frame lengths, int64 receipt times (CLOCK_MONOTONIC ns, one
-  clock for every process of the host), the frames back to back]``
+* relay -> engine, one part: ``b"T"``, u16 relay index, u32 frame count n, n int32 frame lengths, n int64 receipt
+  times (CLOCK_MONOTONIC ns, one clock for every process of the host), the frames back to back (little-endian)
 * engine -> relay: ``[b"R" + u32 row length, msgpack list of reply endpoints, int32 endpoint index per row, rows]``
 
 Stopping, in order (``zmqrt.supervisor``): the fan-out stops taking frames; each relay hands its engine what it
@@ -50,25 +50,30 @@ _U32 = struct.Struct("<I")
 _QUIET_S = 0.05  # a relay is drained once its socket gave nothing for this long after the fan-out stopped
 
 
-def pack_frames(index: int, frames: list[bytes], stamps: list[int]) -> list[bytes]:
-    """One relay -> engine message: ``frames`` (received at ``stamps``) from relay ``index``."""
-    return [_TASKS + _U16.pack(index), np.fromiter(map(len, frames), np.int32, len(frames)).tobytes(),
-            np.asarray(stamps, np.int64).tobytes(), b"".join(frames)]
+def pack_frames(index: int, frames: list[bytes], stamps: list[int]) -> bytes:
+    """One relay -> engine message (one part: pyzmq's cost is per part): ``frames`` (received at ``stamps``) from
+    relay ``index``."""
+    n = len(frames)
+    return b"".join([_TASKS, _U16.pack(index), _U32.pack(n), np.fromiter(map(len, frames), np.int32, n).tobytes(),
+                     np.asarray(stamps, np.int64).tobytes(), *frames])
 
 
-def unpack_frames(parts: list) -> tuple[int, list[bytes], np.ndarray]:
-    """(relay index, frames, receipt times) of a relay -> engine message. ValueError if it is malformed."""
-    if len(parts) != 4 or parts[0][:1] != _TASKS or len(parts[0]) != 3:
+def unpack_frames(msg: bytes | memoryview) -> tuple[int, np.ndarray, np.ndarray, memoryview]:
+    """(relay index, frame lengths, receipt times, the frames back to back) of a relay -> engine message. ValueError
+    if it is malformed."""
+    msg = memoryview(msg)
+    if len(msg) < 7 or msg[:1] != _TASKS:
         raise ValueError("not a relay task message")
-    lengths = np.frombuffer(parts[1], np.int32)
-    stamps = np.frombuffer(parts[2], np.int64)
-    blob = parts[3]
-    ends = np.cumsum(lengths, dtype=np.int64)
-    if len(stamps) != len(lengths) or (len(ends) and ends[-1] != len(blob)) or (lengths < 0).any():
-        raise ValueError("relay task message: lengths, stamps and bytes disagree")
-    starts = (ends - lengths).tolist()
-    frames = [blob[a:b] for a, b in zip(starts, ends.tolist())]  # noqa: B905 - same length
-    return _U16.unpack_from(parts[0], 1)[0], frames, stamps
+    n = _U32.unpack_from(msg, 3)[0]
+    head = 7 + 12 * n
+    if len(msg) < head:
+        raise ValueError("relay task message: shorter than its frame count says")
+    lengths = np.frombuffer(msg, np.int32, n, 7)
+    stamps = np.frombuffer(msg, np.int64, n, 7 + 4 * n)
+    blob = msg[head:]
+    if (lengths < 0).any() or int(lengths.sum(dtype=np.int64)) != len(blob):
+        raise ValueError("relay task message: frame lengths and bytes disagree")
+    return _U16.unpack_from(msg, 1)[0], lengths, stamps, blob
 
 
 def pack_rows(replies: list[str], reply_of: np.ndarray, rows: bytes | memoryview, step: int) -> list:
@@ -144,7 +149,7 @@ class Relay:
             n += len(reply_of)
         return n
 
-    def _read(self) -> list | None:
+    def _read(self) -> bytes | None:
         """The frames waiting from the fan-out (up to one engine batch), packed for the engine; None if none."""
         frames: list[bytes] = []
         stamps: list[int] = []
@@ -166,7 +171,7 @@ class Relay:
         poller = zmq.Poller()
         poller.register(self.back, zmq.POLLIN)
         poller.register(self.pull, zmq.POLLIN)
-        held: list | None = None  # a message the engine's queue had no room for: sent before reading more
+        held: bytes | None = None  # a message the engine's queue had no room for: sent before reading more
         draining_since: float | None = None
         last_check = time.monotonic()
         while True:
@@ -183,7 +188,7 @@ class Relay:
                     drained.set()  # everything the fan-out dealt us is on its way to the engine
             if held is not None:
                 try:
-                    self.push.send_multipart(held, zmq.NOBLOCK, copy=False)
+                    self.push.send(held, zmq.NOBLOCK, copy=False)
                     held = None
                 except zmq.Again:  # the engine is behind: frames wait here, then in ZeroMQ, then at the producers
                     poller.modify(self.pull, 0)

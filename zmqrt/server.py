@@ -27,7 +27,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from ingest.bulk import BulkBatch, BulkForm, BulkResults
+from ingest.bulk import BulkBatch, BulkForm, BulkResults, FrameBlock
 from ingest.fastdecode import TaskDecoder
 from ingest.protocol import DEFAULT_REPLY_PATTERNS, Limits, OkEncoder, Rejection, Task, encode_ok_result, encode_result
 from ingest.receiver import Receiver
@@ -305,7 +305,8 @@ class Server:
         return True
 
     # ------------------------------------------------------------------ a backlog decoded as one batch
-    def _accept_backlog(self, frames: list[bytes], stamps: list[int], origin: np.ndarray | None = None) -> None:
+    def _accept_backlog(self, frames: list[bytes] | FrameBlock, stamps: list[int],
+                        origin: np.ndarray | None = None) -> None:
         """Frames read together from a backlog (batching on, nothing queued): the frames of one byte template's
         layout, from any producer of that form, become one batch decoded and answered with numpy
         (``ingest.bulk``) and run as one launch, on a free lane or, with none free, as the one pending batch.
@@ -320,7 +321,8 @@ class Server:
         todo = np.arange(len(frames))
         single: list[np.ndarray] = []  # rows for the per-task path
         if self._accepting and len(frames) > 1:
-            lengths = np.fromiter(map(len, frames), np.int64, len(frames))
+            lengths = frames.lengths if isinstance(frames, FrameBlock) else np.fromiter(map(len, frames), np.int64,
+                                                                                         len(frames))
             recv_ns = np.asarray(stamps, np.int64)
             for _ in range(_BULK_LAYOUTS):  # a few layouts per backlog; the rest goes task by task
                 if len(todo) < 2 or not ((self._free_lanes and not len(self.sched)) or self._pending_bulk is None):
@@ -474,34 +476,42 @@ class Server:
     def _read_relay(self) -> bool:
         """Read the relay messages waiting, up to --batch-max frames (at least one message), as one backlog.
         False: none waited."""
-        recv = self.receiver.socket.recv_multipart
-        frames: list[bytes] = []
+        recv = self.receiver.socket.recv
+        n = 0
+        lengths: list[np.ndarray] = []
         stamps: list[np.ndarray] = []
         origin: list[np.ndarray] = []
+        blobs: list[memoryview] = []
         try:
-            while len(frames) < self._batch_max or not frames:
-                parts = recv(zmq.NOBLOCK)
+            while n < self._batch_max or not n:
+                # copy=False: the frames are read in place (a view of the message's buffer), never copied per frame.
+                msg = recv(zmq.NOBLOCK, copy=False)
                 try:
-                    index, got, at = unpack_frames(parts)
+                    index, got, at, blob = unpack_frames(msg.buffer)
                 except ValueError as e:  # only our own relays connect here: a bug, never a producer's frame
                     self.receiver.log_undecodable(f"malformed relay message: {e}")
                     continue
-                frames += got
+                n += len(got)
+                lengths.append(got)
                 stamps.append(at)
                 origin.append(np.full(len(got), index, np.int32))
+                blobs.append(blob)
         except zmq.Again:
             pass
-        if not frames:
+        if not n:
             return False
-        self.receiver.frames += len(frames)
-        if not (self._batch_max > 1 and self.cfg.bulk):  # no bulk path: task by task, as frames read directly
-            for frame, at in zip(frames, np.concatenate(stamps).tolist()):  # noqa: B905 - one stamp per frame
-                self._accept(frame, at)
-            return True
-        if len(stamps) == 1:
-            self._accept_backlog(frames, stamps[0].tolist(), origin[0])
+        self.receiver.frames += n
+        if len(blobs) == 1:
+            frames = FrameBlock(blobs[0], lengths[0])
+            at, relays = stamps[0], origin[0]
         else:
-            self._accept_backlog(frames, np.concatenate(stamps).tolist(), np.concatenate(origin))
+            frames = FrameBlock(b"".join(blobs), np.concatenate(lengths))
+            at, relays = np.concatenate(stamps), np.concatenate(origin)
+        if not (self._batch_max > 1 and self.cfg.bulk):  # no bulk path: task by task, as frames read directly
+            for i, t in enumerate(at.tolist()):
+                self._accept(frames[i], t)
+            return True
+        self._accept_backlog(frames, at.tolist(), relays)
         return True
 
     def _relay_rows(self, batch: BulkBatch, relays: np.ndarray, payload: memoryview, step: int) -> None:

@@ -69,7 +69,15 @@ def _engine_main(cfg: ServerConfig, ready: Connection, index: int, log_level: in
                 "stats": server.stats_socket.getsockopt_string(zmq.LAST_ENDPOINT) if server.stats_socket else None,
                 "metrics_port": server.metrics.port if server.metrics else None})
     ready.close()
-    server.serve_forever()
+    prof_dir = os.environ.get("ZMQRT_ENGINE_PROFILE")  # a diagnostic (bench/bulk_profile.py --relays): cProfile
+    if prof_dir:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.runcall(server.serve_forever)
+        prof.dump_stats(os.path.join(prof_dir, f"engine-{index}-{os.getpid()}.prof"))
+    else:
+        server.serve_forever()
     if server.fault is not None:
         log.error("engine stopped after a GPU fault (%s); exit %d", server.fault, EXIT_GPU_FAULT)
         sys.exit(EXIT_GPU_FAULT)
