@@ -4,6 +4,11 @@ keep their codes; a stop answers everything read."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from test_supervisor import supervised, wait_for
@@ -133,3 +138,25 @@ def test_frame_block_matrix_is_a_view_when_rows_lie_back_to_back_else_a_gather()
     assert np.shares_memory(block.matrix(np.array([3, 4, 5]), 6), block.buf)
     with pytest.raises(ValueError):
         FrameBlock(b"abc", np.array([2]))
+
+
+def test_a_relay_that_dies_is_restarted_and_tasks_go_on(ipc_endpoint):
+    with supervised(ipc_endpoint(), ingest_workers=2, batch_max=16) as (sup, _), \
+            Client(sup.ingest_endpoint, timeout_s=30) as c:
+        one = np.ones(8, np.float32)
+        wait_for(lambda: c.call("vector_add", one, one).ok, what="a first task")
+        victim = sup.relay_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: sup.relay_restarts == 1 and sup.relay_pids()[0] != victim, what="the relay's restart")
+        xs = [np.full(8, i, np.float32) for i in range(100)]
+        futs = [c.submit("vector_add", x, one) for x in xs]
+        for x, f in zip(xs, futs, strict=True):
+            res = f.result(30)
+            assert res.ok, (res.code, res.message)
+            np.testing.assert_array_equal(res.outputs[0], x + 1)
+
+
+def test_serve_cli_refuses_ingest_workers_without_supervision():
+    proc = subprocess.run([sys.executable, "-m", "zmqrt.cli", "serve", "--backend", "cpu", "--no-supervise",
+                           "--ingest-workers", "2"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--ingest-workers" in proc.stderr, proc.stderr

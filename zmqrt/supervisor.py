@@ -473,6 +473,9 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop())
 
+    def relay_pids(self) -> list[int | None]:
+        return [r.proc.pid if r.proc is not None else None for r in self._relays]
+
     def engine_pids(self) -> list[int | None]:
         return [e.proc.pid if e.proc is not None else None for e in self._engines]
 
