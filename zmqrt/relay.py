@@ -5,7 +5,8 @@ Why: at 200k tasks/s one engine's loop spent about 2 µs a task in ``recv`` and 
 which the GPU time-slices (a 272 µs kernel stage with two). With ``--ingest-workers N`` the supervisor's fan-out
 deals the producers' frames to N relay processes instead:
 
-* a relay reads what waits (up to ``RELAY_BATCH`` frames) and hands it to its engine as one message;
+* a relay reads what waits (up to ``--batch-max`` frames; with fewer, it waits up to ``RELAY_WAIT_US`` after the first
+  for more) and hands it to its engine as one message;
 * the engine decodes the frames of a form together (the bulk path, ``ingest.bulk``), runs each batch as one launch
   in its one context, and hands every batch's encoded result rows back, one message per relay;
 * the relay sends each row to its producer's ``reply_to`` through its own ``ResultRouter`` (the same endpoint
@@ -42,6 +43,7 @@ from .config import ServerConfig
 log = logging.getLogger("zmqrt")
 
 RELAY_BATCH = 256  # frames a relay hands over in one message at most without --batch-max (else --batch-max)
+RELAY_WAIT_US = 250  # a relay holding fewer frames than a batch waits this long after the first for more
 RELAY_HWM = 1000  # messages queued between a relay and its engine, each way
 _TASKS = b"T"
 _ROWS = b"R"
@@ -111,6 +113,7 @@ class Relay:
 
         self.index = index
         self.batch = cfg.batch_max if cfg.batch_max > 1 else RELAY_BATCH
+        self.wait_ns = int(RELAY_WAIT_US * 1000)
         self.ctx = zmq.Context()
         self._closed = False
         self.frames = self.messages = self.rows = self.bad_messages = 0
@@ -154,12 +157,21 @@ class Relay:
         frames: list[bytes] = []
         stamps: list[int] = []
         recv, now = self.pull.recv, time.monotonic_ns
-        try:
-            while len(frames) < self.batch:
-                frames.append(recv(zmq.NOBLOCK))
-                stamps.append(now())
-        except zmq.Again:
-            pass
+        for attempt in range(2):
+            try:
+                while len(frames) < self.batch:
+                    frames.append(recv(zmq.NOBLOCK))
+                    stamps.append(now())
+            except zmq.Again:
+                pass
+            if not frames or len(frames) >= self.batch or attempt or self.wait_ns <= 0:
+                break
+            # A short message costs the engine about as much as a full one (bench/NOTES.md 29: at 90k tasks/s,
+            # 4 relays sent so many small messages that the engine fell 0.4 s behind): let more frames arrive,
+            # up to wait_ns after the first.
+            left_ns = self.wait_ns - (now() - stamps[0])
+            if left_ns > 0:
+                time.sleep(left_ns / 1e9)
         if not frames:
             return None
         self.frames += len(frames)
