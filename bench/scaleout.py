@@ -34,9 +34,11 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     from ingest.loadgen import LoadgenConfig, MixEntry, run_loadgen
     from ingest.loadgen_report import summarize
     from zmqrt.config import ServerConfig
-    from zmqrt.supervisor import Supervisor
+    from zmqrt.statsview import fetch_stats
+    from zmqrt.supervisor import Supervisor, _nth_endpoint
 
-    cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tempfile.mkdtemp(prefix='zrt')}/in", lanes=args.lanes,
+    tmp = tempfile.mkdtemp(prefix='zrt')
+    cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tmp}/in", lanes=args.lanes, stats=f"ipc://{tmp}/stats",
                        batch_max=args.batch_max, ingest_workers=relays, cpu=args.engine_cpu)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
                        duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes)
@@ -48,6 +50,10 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
         t0 = time.perf_counter()
         res = run_loadgen(lg)
         wall = time.perf_counter() - t0
+        engines = []  # each engine's own counters: how its tasks went (bulk or per task, relayed or not)
+        for i in range(len(devices)):
+            snap = fetch_stats(_nth_endpoint(cfg.stats, i) if len(devices) > 1 else cfg.stats, timeout_s=10)
+            engines.append(snap["server"] if snap else None)
         sup.stop()
         thread.join(60)
     overall = summarize(res)["overall"]
@@ -55,7 +61,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     sent = res.sent_ns[res.sent_ns >= 0]
     # What the producers managed to send (the offered rate is only an intent): sends over their span.
     sent_hz = (len(sent) - 1) / ((int(sent.max()) - int(sent.min())) / 1e9) if len(sent) > 1 else 0.0
-    return {"devices": devices, "ingest_workers": relays, "wall_s": wall,
+    return {"devices": devices, "ingest_workers": relays, "wall_s": wall, "engines": engines,
             "throughput_tasks_per_s": overall.get("throughput_hz"),
             "sent_tasks_per_s": sent_hz,
             "counts": overall["counts"], "latency_us": overall.get("latency_us", {}),
@@ -89,6 +95,11 @@ def main() -> int:
               f"{r['latency_us'].get('p50', float('nan')):,.0f} p99 {r['latency_us'].get('p99', float('nan')):,.0f} µs"
               f" (server service p50 {r['server_us'].get('service', {}).get('p50', float('nan')):,.0f} p99 "
               f"{r['server_us'].get('service', {}).get('p99', float('nan')):,.0f} µs)", flush=True)
+        for i, e in enumerate(r["engines"]):
+            if e:
+                print(f"  engine {i}: frames {e['frames']}, batches {e['batches']}, bulk tasks {e['bulk_tasks']}, "
+                      f"relayed {e['relayed_results']}, relay fallbacks {e['relay_fallbacks']}, "
+                      f"undeliverable {e['undeliverable']}", flush=True)
     base = rows[args.configs.split(";")[0]]["throughput_tasks_per_s"] or float("nan")
     for r in rows.values():
         r["speedup_vs_first"] = (r["throughput_tasks_per_s"] or 0.0) / base

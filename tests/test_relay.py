@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import msgpack
 import numpy as np
 import pytest
 from test_supervisor import supervised, wait_for
@@ -54,11 +55,18 @@ def test_malformed_frames_message_is_refused(msg):
         unpack_frames(msg)
 
 
+def _rows_msg(step: int, reply_of, rows: bytes, replies=("a",), kind: bytes = b"R") -> bytes:
+    head = msgpack.packb(list(replies))
+    return (kind + step.to_bytes(4, "little") + len(reply_of).to_bytes(4, "little") + len(head).to_bytes(4, "little")
+            + head + np.asarray(reply_of, np.int32).tobytes() + rows)
+
+
 @pytest.mark.parametrize("parts", [
-    [b"R" + (6).to_bytes(4, "little"), b"\x91\xa1a", np.array([1], np.int32).tobytes(), b"x" * 6],  # index 1 of 1
-    [b"R" + (6).to_bytes(4, "little"), b"\x91\xa1a", np.array([0], np.int32).tobytes(), b"x" * 5],  # short row
-    [b"R" + (0).to_bytes(4, "little"), b"\x90", b"", b""],  # zero step
-    [b"T" + (6).to_bytes(4, "little"), b"\x91\xa1a", np.array([0], np.int32).tobytes(), b"x" * 6],  # wrong kind
+    _rows_msg(6, [1], b"x" * 6),  # index 1 of 1 endpoint
+    _rows_msg(6, [0], b"x" * 5),  # short row
+    _rows_msg(0, [], b""),  # zero step
+    _rows_msg(6, [0], b"x" * 6, kind=b"T"),  # wrong kind
+    b"R\x06\x00",  # truncated header
 ])
 def test_malformed_rows_message_is_refused(parts):
     with pytest.raises(ValueError):

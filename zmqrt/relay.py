@@ -18,7 +18,8 @@ service and are not part of ingest/PROTOCOL.md:
 
 * relay -> engine, one part: ``b"T"``, u16 relay index, u32 frame count n, n int32 frame lengths, n int64 receipt
   times (CLOCK_MONOTONIC ns, one clock for every process of the host), the frames back to back (little-endian)
-* engine -> relay: ``[b"R" + u32 row length, msgpack list of reply endpoints, int32 endpoint index per row, rows]``
+* engine -> relay, one part: ``b"R"``, u32 row length, u32 row count n, u32 length of the next item, a msgpack list of
+  reply endpoints, n int32 endpoint indices, the n result rows back to back
 
 Stopping, in order (``zmqrt.supervisor``): the fan-out stops taking frames; each relay hands its engine what it
 still holds and says so (``drained``); the engines drain and exit; the relays deliver the last results
@@ -78,23 +79,28 @@ def unpack_frames(msg: bytes | memoryview) -> tuple[int, np.ndarray, np.ndarray,
     return _U16.unpack_from(msg, 1)[0], lengths, stamps, blob
 
 
-def pack_rows(replies: list[str], reply_of: np.ndarray, rows: bytes | memoryview, step: int) -> list:
-    """One engine -> relay message: ``rows`` (``step`` bytes each), row ``i`` to ``replies[reply_of[i]]``."""
-    return [_ROWS + _U32.pack(step), msgpack.packb(replies), np.asarray(reply_of, np.int32).tobytes(), rows]
+def pack_rows(replies: list, reply_of: np.ndarray, rows: bytes | memoryview, step: int) -> bytes:
+    """One engine -> relay message (one part): ``rows`` (``step`` bytes each), row ``i`` to
+    ``replies[reply_of[i]]``."""
+    head = msgpack.packb(replies)
+    return b"".join([_ROWS, _U32.pack(step), _U32.pack(len(reply_of)), _U32.pack(len(head)), head,
+                     np.asarray(reply_of, np.int32).tobytes(), rows])
 
 
-def unpack_rows(parts: list) -> tuple[list[str], list[int], memoryview, int]:
+def unpack_rows(msg: bytes | memoryview) -> tuple[list, list[int], memoryview, int]:
     """(replies, reply_of, rows, step) of an engine -> relay message. ValueError if it is malformed."""
-    if len(parts) != 4 or parts[0][:1] != _ROWS or len(parts[0]) != 5:
+    msg = memoryview(msg)
+    if len(msg) < 13 or msg[:1] != _ROWS:
         raise ValueError("not a relay result message")
-    step = _U32.unpack_from(parts[0], 1)[0]
-    replies = msgpack.unpackb(parts[1])
-    reply_of = np.frombuffer(parts[2], np.int32)
-    rows = memoryview(parts[3])
-    if not isinstance(replies, list) or step <= 0 or len(rows) != step * len(reply_of) or \
-            (len(reply_of) and not 0 <= int(reply_of.min()) <= int(reply_of.max()) < len(replies)):
+    step, n, head = _U32.unpack_from(msg, 1)[0], _U32.unpack_from(msg, 5)[0], _U32.unpack_from(msg, 9)[0]
+    at = 13 + head
+    if step <= 0 or len(msg) != at + 4 * n + step * n:
         raise ValueError("relay result message: rows, step and endpoints disagree")
-    return replies, reply_of.tolist(), rows, step
+    replies = msgpack.unpackb(msg[13:at])
+    reply_of = np.frombuffer(msg, np.int32, n, at)
+    if not isinstance(replies, list) or (n and not 0 <= int(reply_of.min()) <= int(reply_of.max()) < len(replies)):
+        raise ValueError("relay result message: an endpoint index is out of range")
+    return replies, reply_of.tolist(), msg[at + 4 * n:], step
 
 
 def relay_endpoints(tmp: str, relays: int, engines: int) -> tuple[list[str], list[str]]:
@@ -139,11 +145,11 @@ class Relay:
         back, router = self.back, self.router
         while True:
             try:
-                parts = back.recv_multipart(zmq.NOBLOCK, copy=False)
+                msg = back.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return n
             try:
-                replies, reply_of, rows, step = unpack_rows([p.buffer for p in parts])
+                replies, reply_of, rows, step = unpack_rows(msg.buffer)
             except (ValueError, msgpack.UnpackException, TypeError) as e:  # a bug between our own processes
                 self.bad_messages += 1
                 log.error("relay %d: malformed result message from the engine dropped: %s", self.index, e)
@@ -200,7 +206,9 @@ class Relay:
                     drained.set()  # everything the fan-out dealt us is on its way to the engine
             if held is not None:
                 try:
-                    self.push.send(held, zmq.NOBLOCK, copy=False)
+                    # copy=True: pyzmq's zero-copy send hands the buffer to a garbage-collector thread, which cost
+                    # the engine about 70 µs a part (bench/NOTES.md 29); one memcpy is far cheaper.
+                    self.push.send(held, zmq.NOBLOCK)
                     held = None
                 except zmq.Again:  # the engine is behind: frames wait here, then in ZeroMQ, then at the producers
                     poller.modify(self.pull, 0)

@@ -532,7 +532,9 @@ class Server:
                 sock.setsockopt(zmq.LINGER, self.cfg.linger_ms)
                 sock.connect(self.cfg.relay_results[r])
             try:
-                sock.send_multipart(pack_rows(batch.replies, reply_of, part, step), zmq.NOBLOCK, copy=False)
+                # One part, copied: a zero-copy send (a garbage-collector thread frees the buffer) cost about 70 µs
+                # a part here, more than a batch's sends to its producers without relays (bench/NOTES.md 29).
+                sock.send(pack_rows(batch.replies, reply_of, part, step), zmq.NOBLOCK)
                 self.relayed_results += len(reply_of)
             except zmq.Again:  # that relay is behind: this engine sends the rows itself (never blocks, none lost)
                 self.relay_fallbacks += 1
