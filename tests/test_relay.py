@@ -44,15 +44,23 @@ def _tasks_msg(n: int, lengths, stamps, blob: bytes, kind: bytes = b"T") -> byte
 
 @pytest.mark.parametrize("msg", [
     _tasks_msg(1, [2], [1], b"ab", kind=b"X"),  # wrong kind
-    _tasks_msg(1, [3], [1], b"ab"),  # short blob
-    _tasks_msg(1, [1], [1], b"ab"),  # bytes left over
-    _tasks_msg(2, [-1, 3], [0, 0], b"ab"),  # negative length
     _tasks_msg(5, [2], [1], b"ab"),  # count beyond the message
     b"T\x00",  # truncated header
 ])
 def test_malformed_frames_message_is_refused(msg):
     with pytest.raises(ValueError):
         unpack_frames(msg)
+
+
+@pytest.mark.parametrize("msg", [
+    _tasks_msg(1, [3], [1], b"ab"),  # short blob
+    _tasks_msg(1, [1], [1], b"ab"),  # bytes left over
+    _tasks_msg(2, [-1, 3], [0, 0], b"ab"),  # negative length
+])
+def test_frames_whose_lengths_disagree_with_the_bytes_are_refused_where_read(msg):
+    _, lengths, _, blob = unpack_frames(msg)
+    with pytest.raises(ValueError):
+        FrameBlock(blob, lengths)
 
 
 def _rows_msg(step: int, reply_of, rows: bytes, replies=("a",), kind: bytes = b"R") -> bytes:
@@ -168,3 +176,28 @@ def test_serve_cli_refuses_ingest_workers_without_supervision():
     proc = subprocess.run([sys.executable, "-m", "zmqrt.cli", "serve", "--backend", "cpu", "--no-supervise",
                            "--ingest-workers", "2"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--ingest-workers" in proc.stderr, proc.stderr
+
+
+def test_engine_counts_malformed_relay_messages_and_goes_on(ipc_endpoint):
+    import time
+
+    import zmq
+
+    from zmqrt.config import ServerConfig
+    from zmqrt.server import Server
+
+    cfg = ServerConfig(backend="cpu", ingest=ipc_endpoint(), relay_results=(ipc_endpoint(),), batch_max=8,
+                       calibrate=False, linger_ms=0)
+    with Server(cfg) as server:
+        ctx = zmq.Context.instance()
+        push = ctx.socket(zmq.PUSH)
+        push.connect(server.receiver.endpoint)
+        push.send(b"T\x00")  # a truncated header
+        push.send(_tasks_msg(1, [3], [1], b"ab"))  # lengths that disagree with the bytes
+        deadline = time.monotonic() + 10
+        while server.receiver.undecodable < 2:
+            assert time.monotonic() < deadline, "the engine did not read the messages"
+            if server.receiver.socket.poll(100):
+                server._read_relay()
+        assert server.receiver.frames == 0
+        push.close(linger=0)

@@ -480,7 +480,7 @@ class Server:
         n = 0
         lengths: list[np.ndarray] = []
         stamps: list[np.ndarray] = []
-        origin: list[np.ndarray] = []
+        relays: list[int] = []
         blobs: list[memoryview] = []
         try:
             while n < self._batch_max or not n:
@@ -494,24 +494,30 @@ class Server:
                 n += len(got)
                 lengths.append(got)
                 stamps.append(at)
-                origin.append(np.full(len(got), index, np.int32))
+                relays.append(index)
                 blobs.append(blob)
         except zmq.Again:
             pass
         if not n:
             return False
+        try:
+            if len(blobs) == 1:
+                frames = FrameBlock(blobs[0], lengths[0])
+                at, origin = stamps[0], np.full(n, relays[0], np.int32)
+            else:
+                frames = FrameBlock(b"".join(blobs), np.concatenate(lengths))
+                at = np.concatenate(stamps)
+                origin = np.repeat(np.asarray(relays, np.int32), [len(g) for g in lengths])
+        except ValueError as e:
+            self.receiver.log_undecodable(f"malformed relay message(s): {e}; {n} frame(s) dropped")
+            log.error("relay messages whose frame lengths disagree with their bytes: %d frame(s) dropped", n)
+            return True
         self.receiver.frames += n
-        if len(blobs) == 1:
-            frames = FrameBlock(blobs[0], lengths[0])
-            at, relays = stamps[0], origin[0]
-        else:
-            frames = FrameBlock(b"".join(blobs), np.concatenate(lengths))
-            at, relays = np.concatenate(stamps), np.concatenate(origin)
         if not (self._batch_max > 1 and self.cfg.bulk):  # no bulk path: task by task, as frames read directly
             for i, t in enumerate(at.tolist()):
                 self._accept(frames[i], t)
             return True
-        self._accept_backlog(frames, at.tolist(), relays)
+        self._accept_backlog(frames, at.tolist(), origin)
         return True
 
     def _relay_rows(self, batch: BulkBatch, relays: np.ndarray, payload: memoryview, step: int) -> None:
