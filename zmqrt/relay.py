@@ -119,7 +119,7 @@ class Relay:
         self.wait_ns = int(RELAY_WAIT_US * 1000)
         self.ctx = zmq.Context()
         self._closed = False
-        self.frames = self.messages = self.rows = self.bad_messages = 0
+        self.frames = self.messages = self.bad_messages = 0
         self.pull = self.ctx.socket(zmq.PULL)  # frames dealt by the fan-out
         self.push = self.ctx.socket(zmq.PUSH)  # batches of frames to the engine
         self.back = self.ctx.socket(zmq.PULL)  # result rows from the engine
@@ -203,8 +203,8 @@ class Relay:
                     drained.set()  # everything the fan-out dealt us is on its way to the engine
             if held is not None:
                 try:
-                    # copy=True: pyzmq's zero-copy send hands the buffer to a garbage-collector thread, which cost
-                    # the engine about 70 µs a part (bench/NOTES.md 29); one memcpy is far cheaper.
+                    # Copied: pyzmq's zero-copy send hands the buffer to a garbage-collector thread, which cost tens
+                    # of µs a part in the engine (bench/NOTES.md 29); one memcpy is far cheaper.
                     self.push.send(held, zmq.NOBLOCK)
                     held = None
                 except zmq.Again:  # the engine is behind: frames wait here, then in ZeroMQ, then at the producers
