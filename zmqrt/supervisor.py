@@ -69,7 +69,7 @@ def _engine_main(cfg: ServerConfig, ready: Connection, index: int, log_level: in
                 "stats": server.stats_socket.getsockopt_string(zmq.LAST_ENDPOINT) if server.stats_socket else None,
                 "metrics_port": server.metrics.port if server.metrics else None})
     ready.close()
-    prof_dir = os.environ.get("ZMQRT_ENGINE_PROFILE")  # a diagnostic (bench/bulk_profile.py --relays): cProfile
+    prof_dir = os.environ.get("ZMQRT_ENGINE_PROFILE")  # a diagnostic (bench/NOTES.md 29): cProfile to this dir
     if prof_dir:
         import cProfile
 
@@ -273,6 +273,7 @@ class Supervisor:
         self._engines: list[_Engine] = []
         self._fanout: _FanOut | None = None
         self._tmp: str | None = None
+        self._backend_ep: str | None = None  # the fan-out's private PUSH: engines or relays connect to it
         self._relays: list[_Relay] = []
         self._relay_stop = self._mp.Event()
         self._engines_done = self._mp.Event()
@@ -295,7 +296,7 @@ class Supervisor:
         if len(self.devices) == 1 and not relays:
             return [cfg.replace(device=self.devices[0])]
         self._tmp = tempfile.mkdtemp(prefix="zmqrt-sup-")  # private: only our engines connect to the backend
-        backend_ep = f"ipc://{self._tmp}/engines"
+        backend_ep = self._backend_ep = f"ipc://{self._tmp}/engines"
         self._fanout = _FanOut(cfg, backend_ep)
         self.ingest_endpoint = self._fanout.endpoint
         plain = {f: None for f in _CURVE_FIELDS if hasattr(cfg, f)}  # no CURVE on the private hop
@@ -318,7 +319,7 @@ class Supervisor:
     def _spawn_relay(self, relay: _Relay) -> None:
         relay.ready.clear()
         proc = self._mp.Process(target=_relay_process, name=f"zmqrt-relay-{relay.index}", daemon=True,
-                                args=(relay.index, self.cfg, f"ipc://{self._tmp}/engines", relay.engine_ep,
+                                args=(relay.index, self.cfg, self._backend_ep, relay.engine_ep,
                                       relay.results_ep, self._relay_stop, relay.ready, relay.drained,
                                       self._engines_done, self.log_level))
         proc.start()
