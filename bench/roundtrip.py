@@ -113,7 +113,7 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
     stats = None if getattr(args, "no_stats", False) else f"ipc://{tmp}/stats"
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=stats, lanes=args.lanes,
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
-                       cpu=cpus["loop"] if cpus else None,
+                       cpu=cpus["loop"] if cpus and not getattr(args, "free_loop", False) else None,
                        fifo_priority=args.fifo_priority,
                        resident=args.resident)
     with spawn_on(cpus["server"] if cpus else None):
@@ -192,6 +192,9 @@ def main() -> None:
                     "kernel resident on each lane)")
     ap.add_argument("--no-stats", action="store_true", help="run zmqrt without its stats endpoint (A/B: the loop "
                     "checks that socket once a millisecond)")
+    ap.add_argument("--free-loop", action="store_true", help="do not pin zmqrt's loop thread: the server process "
+                    "keeps its two CPUs and the OS places its threads on them, as it does the floors' (A/B of the "
+                    "placement's wake-up cost; default: the loop pinned to one, its other threads on the other)")
     ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS (default: the server "
                     "under test and the producer get separate cores, SMT siblings included)")
     args = ap.parse_args()
@@ -203,6 +206,7 @@ def main() -> None:
     rng = np.random.default_rng()
     results: dict = {"card": card_name(), "env": environment(), "n": args.n, "rate_hz": args.rate,
                      "cpus": {k: sorted(v) if isinstance(v, set) else v for k, v in (args.plan or {}).items()},
+                     "loop_pinned": bool(args.plan) and not args.free_loop,
                      "payload": "vector_add 2 x 256 float32 in, 256 out, ipc", "paths": {}}
     total = args.n + args.warm
     for mode in args.modes.split(","):

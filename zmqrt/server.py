@@ -55,6 +55,10 @@ _BOOKS_MAX = max(1, int(os.environ.get("ZMQRT_BOOKS_MAX", "256")))
 # Young objects before an idle loop pass collects them (about 50 µs); ZMQRT_GC_IDLE_THRESHOLD overrides (A/B runs).
 _GC_IDLE_THRESHOLD = int(os.environ.get("ZMQRT_GC_IDLE_THRESHOLD", "2000"))
 _GC_BUSY_THRESHOLD = 200_000  # ...and before a busy loop collects them anyway
+# Longest idle wait in recv while a stats endpoint is bound: a stats request waits at most this long for its answer.
+# It was the reason to wait in zmq.Poller.poll over both sockets instead, which put a poll and a loop pass between
+# a frame's arrival and its recv: the round trip in block mode about 18 µs more than the prototype's (NOTES 27, 30).
+_STATS_WAIT_MS = 10
 _PROBE_INTERVAL_NS = 10_000_000  # at most one admission probe per (kernel, size class) per 10 ms
 _PROBE_AFTER_REJECTIONS = 16  # ...and only after this many infeasible rejections in a row
 _NS_PER_US = 1e-3
@@ -969,11 +973,14 @@ class Server:
         stats_sock = self.stats_socket
         spin = self.cfg.spin
         idle_timeout_ms = max(1, min(100, int(self.cfg.monitor_interval_s * 1000)))
-        # Idle, with no stats endpoint to watch as well: block in the ingest socket's recv, up to idle_timeout_ms.
+        # Idle: block in the ingest socket's recv, up to idle_timeout_ms. With a stats endpoint as well, the wait is
+        # cut to _STATS_WAIT_MS and each timeout runs a loop pass (housekeeping answers a stats request), so an idle
+        # server answers stats within that; a busy one answers once a millisecond, as before.
         relayed = bool(self.cfg.relay_results)
-        wait_in_recv = not spin and stats_sock is None and not relayed
+        wait_in_recv = not spin and not relayed
         if wait_in_recv:
-            sock.setsockopt(zmq.RCVTIMEO, idle_timeout_ms)
+            sock.setsockopt(zmq.RCVTIMEO, idle_timeout_ms if stats_sock is None else
+                            min(idle_timeout_ms, _STATS_WAIT_MS))
         next_housekeeping_ns = 0
         recv = sock.recv
         # Asking ZMQ_EVENTS costs well under a µs; a NOBLOCK recv that finds nothing raises zmq.Again, which
