@@ -144,6 +144,14 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
         print(format_summary(srv["loop_trace_us"]), flush=True)
         # Row 0 is sequence number 0, never used: task i of the run has sequence number i + 1.
         srv["segments_us"] = segments(body, [(int(a), int(b)) for a, b in rows[1 + args.warm:, [RECV, SENT]]])
+        if args.dump:  # raw rows for offline analysis of the tail: the loop trace and the producer's records
+            dump = Path(args.dump)
+            dump.mkdir(parents=True, exist_ok=True)
+            tag = f"{'spin' if spin else 'block'}-{time.strftime('%H%M%S')}"
+            np.save(dump / f"trace-{tag}.npy", rows)
+            np.save(dump / f"producer-{tag}.npy", np.array(
+                [(r.intended_ns, r.sent_ns, r.done_ns, r.status == "ok", r.server_latency_us.get("service", -1))
+                 for r in body], np.float64))
     return row, srv
 
 
@@ -192,6 +200,8 @@ def main() -> None:
                     "kernel resident on each lane)")
     ap.add_argument("--no-stats", action="store_true", help="run zmqrt without its stats endpoint (A/B: the loop "
                     "checks that socket once a millisecond)")
+    ap.add_argument("--dump", metavar="DIR", help="with --trace: save zmqrt's raw loop trace and the producer's "
+                    "per-task records (intended, sent, done, ok, service) as .npy files in DIR")
     ap.add_argument("--free-loop", action="store_true", help="do not pin zmqrt's loop thread: the server process "
                     "keeps its two CPUs and the OS places its threads on them, as it does the floors' (A/B of the "
                     "placement's wake-up cost; default: the loop pinned to one, its other threads on the other)")

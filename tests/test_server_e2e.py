@@ -433,11 +433,11 @@ def test_serve_help_explains_resident():
 
 
 def test_sampled_timed_tasks_do_not_teach_the_predictor(ingest_ep):
-    # With stage_timing_every=4, tasks 1, 5 and 9 are timed: events around each stage make them slower (and with
-    # --resident they take the launched path), so only the first of them, which the predictor has nothing better
-    # than, is a sample.
+    # With stage_timing_every=4 (and no time gap), tasks 1, 5 and 9 are timed: events around each stage make them
+    # slower (and with --resident they take the launched path), so only the first of them, which the predictor has
+    # nothing better than, is a sample.
     seen = []
-    with running_server(ingest_ep, stage_timing_every=4, lanes=1) as server, \
+    with running_server(ingest_ep, stage_timing_every=4, stage_timing_gap_ms=0, lanes=1) as server, \
             Client(server.receiver.endpoint, timeout_s=10) as c:
         observe = server.predictor.observe
         server.predictor.observe = lambda kernel, sc, ns, bound_only=False: (seen.append(kernel),
@@ -446,6 +446,31 @@ def test_sampled_timed_tasks_do_not_teach_the_predictor(ingest_ep):
         for _ in range(12):
             assert c.call("vector_add", x, x).ok
     assert seen.count("vector_add") == 10
+
+
+@pytest.mark.parametrize(("gap_ms", "want"), [(None, [True] + [False] * 7), (0, [True, False] * 4)])
+def test_timed_tasks_are_at_most_one_per_gap(ingest_ep, gap_ms, want):
+    # The default gap (100 ms) lets only the first of a quick run of tasks be timed, however small stage_timing_every
+    # is; with no gap, every second one is.
+    flags = []
+    extra = {} if gap_ms is None else {"stage_timing_gap_ms": gap_ms}
+    with running_server(ingest_ep, stage_timing_every=2, lanes=1, **extra) as server, \
+            Client(server.receiver.endpoint, timeout_s=10) as c:
+        submit = server.backend.submit
+
+        def recording(lane, spec, inputs, checked, timed=True):
+            flags.append(timed)
+            submit(lane, spec, inputs, checked, timed)
+
+        server.backend.submit = recording
+        x = np.ones(64, np.float32)
+        t0 = time.monotonic()
+        for _ in range(8):
+            assert c.call("vector_add", x, x).ok
+        quick = time.monotonic() - t0 < 0.09
+    if gap_ms == 0 or quick:  # a very slow machine may pass the 100 ms gap within the run
+        assert flags == want
+
 
 
 def test_repeated_forms_decode_from_byte_templates_with_fresh_data(ingest_ep):
@@ -460,3 +485,13 @@ def test_repeated_forms_decode_from_byte_templates_with_fresh_data(ingest_ep):
             assert res.ok, (res.code, res.message)
             np.testing.assert_allclose(res.outputs[0], 1.5 * a + b, rtol=1e-6)
         assert server.decoder.templated >= 30 and len(server.decoder._templates) == 2
+
+
+def test_stage_timing_gap_is_checked():
+    from zmqrt.config import build_config
+
+    assert build_config().stage_timing_gap_ms == 100.0
+    assert build_config(stage_timing_gap_ms=0).stage_timing_gap_ms == 0
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="stage_timing_gap_ms"):
+            build_config(stage_timing_gap_ms=bad)

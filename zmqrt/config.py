@@ -56,6 +56,11 @@ class ServerConfig:
     # the p95/p99 tail (bench/NOTES.md 13); one in 256 keeps the tail clean and still samples the GPU stages
     # about 40 times a second at 10 kHz.
     stage_timing_every: int = 256
+    # ...and at most one timed task per this many ms (0: no limit). A timed task on the H200 host cost 150 to 200 µs
+    # of loop time with --resident (the launched path, cold after hundreds of resident tasks, and the full encoder),
+    # and at 10 kHz the next one or two tasks waited behind it: one in 256 put 1% of the round trips in the tail, the
+    # whole p99 gap to the prototype (bench/NOTES.md 30). Ten a second keep the GPU stage histograms fed at any rate.
+    stage_timing_gap_ms: float = 100.0
     # Deadline-aware batching: when a lane frees and queued tasks of one form (kernel, dtypes, shapes, params) of a
     # row-wise kernel are next in the policy's order, up to this many run as one launch, and the batch grows only
     # while its predicted finish meets the earliest deadline in it. A loop behind its producers reads the waiting
@@ -137,6 +142,8 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"batch_max must be >= 1 (1: no batching), not {cfg.batch_max}")
     if cfg.stage_timing_every < 0:
         raise ValueError(f"stage_timing_every must be >= 0, not {cfg.stage_timing_every}")
+    if not 0 <= cfg.stage_timing_gap_ms < float("inf"):
+        raise ValueError(f"stage_timing_gap_ms must be a finite number >= 0, not {cfg.stage_timing_gap_ms}")
     if not 0 <= cfg.admission_margin <= 100:
         raise ValueError(f"admission_margin must be 0..100 deviations, not {cfg.admission_margin}")
     if cfg.admission not in ("reject", "flag"):

@@ -156,6 +156,10 @@ class Server:
         self.probes = 0
         self._dispatched = 0
         self._timing_every = cfg.stage_timing_every
+        self._timing_gap_ns = int(cfg.stage_timing_gap_ms * 1e6)
+        # Dispatch count and time of the last timed task, set so that the first task is timed.
+        self._last_timed = -cfg.stage_timing_every
+        self._last_timed_ns = -(1 << 62)
         self.results_sent = 0
         self._stop = threading.Event()
         self._accepting = True
@@ -667,7 +671,11 @@ class Server:
         lane = free.pop() if task.priority == 0 else free.pop(0)
         every = self._timing_every
         self._dispatched += 1
-        timed = every == 1 or (every > 1 and self._dispatched % every == 1)  # the first task is timed
+        timed = every == 1
+        if (every > 1 and self._dispatched - self._last_timed >= every
+                and now - self._last_timed_ns >= self._timing_gap_ns):
+            timed = True
+            self._last_timed, self._last_timed_ns = self._dispatched, now
         self._lane_sampled[lane] = timed and every != 1
         try:
             self.backend.submit(lane, task.spec, task.inputs, task.checked, timed)
