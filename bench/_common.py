@@ -80,6 +80,7 @@ def write_results(name: str, data: dict, table_md: str, out_dir: Path | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     slug = card_slug(data.get("card", "unknown"))
     path = out_dir / f"{name}-{slug}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)  # a name may hold folders: ab/session15/rt-1
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     (out_dir / f"{name}-{slug}.md").write_text(table_md)
     return path
