@@ -33,7 +33,6 @@ _REPLY_MAX = 4096  # distinct allowed reply endpoints remembered
 _INF = math.inf
 _frombuffer = np.frombuffer
 _SCALARS = frozenset({int, float, bool, str})
-_REFUSED = object()  # a frame that matched a template but holds a value the per-task checks refuse
 
 
 class _Form:
@@ -128,33 +127,25 @@ class TaskDecoder:
                                   (form, task.kernel, task.params, task.reply_to, views))
         if tpl is None:
             return
-        tpl.decode = self._fused(tpl, form, task, views)
         templates = self._templates
         templates.insert(0, tpl)
         if len(templates) > _TEMPLATES_MAX:
             templates.pop()
 
-    def _fused(self, tpl: FrameTemplate, form: _Form, task: Task, views: tuple) -> Any:
-        """``decode(frame, recv_ns, seq)`` for ``tpl``'s frames in one generated call: None when the frame does not
-        match, ``_REFUSED`` when it matches but a slot value fails ``_scalars`` (the dict path then words the
-        rejection), else the task. ``match``'s steps, the checks and the views in one call, without the calls,
-        lists and tuples that joined them: 3.25 -> 3.03 µs a 1 KiB task here (bench/NOTES.md 30)."""
-        extra = {"_scalars": self._scalars, "_Task": Task, "_fb": _frombuffer, "_REFUSED": _REFUSED,
-                 "_kernel": task.kernel, "_params": task.params, "_reply": task.reply_to, "_spec": form.spec,
-                 "_checked": form.checked, "_in": form.in_bytes, "_out": form.out_bytes}
-        arrays = []
-        for i, (dtype, count, shape) in enumerate(views):
-            extra[f"_dt{i}"], extra[f"_c{i}"] = dtype, count
-            arrays.append(f"_fb(frame, _dt{i}, _c{i}, o{i})" if shape is None else
-                          f"_fb(frame, _dt{i}, _c{i}, o{i}).reshape(_sh{i})")
-            if shape is not None:
-                extra[f"_sh{i}"] = shape
-        tail = ("recv_ns, seq = args",
-                "c = _scalars(s0, s1, s2, s3, s4, recv_ns)",
-                "if c is None: return _REFUSED",
-                f"return _Task(c[0], _kernel, [{', '.join(arrays)}], _params, c[1], c[2], c[4], _reply, c[5], _spec, "
-                "_checked, _in, _out, recv_ns, c[3], seq)")
-        return tpl.specialize(tail, extra)
+    def _templated(self, matched: tuple, rec: tuple, frame: bytes, recv_ns: int, seq: int) -> Task | None:
+        """The task of a frame that matched a template, or None when a value fails ``_fast``'s checks."""
+        values, offsets = matched
+        form, kernel, params, reply_to, views = rec
+        checked = self._scalars(values[0], values[1], values[2], values[3], values[4], recv_ns)
+        if checked is None:
+            return None
+        task_id, priority, deadline_us, deadline_ns, period_us, sent_ns = checked
+        inputs = []
+        for off, (dtype, count, shape) in zip(offsets, views):  # noqa: B905 - same form, same count
+            array = _frombuffer(frame, dtype, count, off)  # a view of the frame: no copy
+            inputs.append(array if shape is None else array.reshape(shape))
+        return Task(task_id, kernel, inputs, params, priority, deadline_us, period_us, reply_to, sent_ns,
+                    form.spec, form.checked, form.in_bytes, form.out_bytes, recv_ns, deadline_ns, seq)
 
     def _scalars(self, task_id, priority, deadline_us, period_us, sent_ns, recv_ns: int) -> tuple | None:
         """The per-task values checked as the full validator would accept them (with priority defaulted and the
@@ -187,14 +178,15 @@ class TaskDecoder:
     def decode(self, frame: bytes, recv_ns: int, seq: int) -> Task:
         templates = self._templates
         for i, tpl in enumerate(templates):
-            task = tpl.decode(frame, recv_ns, seq)
-            if task is not None:
-                if task is _REFUSED:  # a value the checks refuse: the dict path words the rejection
-                    break
-                self.templated += 1
-                if i:  # most recent first: a producer's template is found at once
-                    templates.insert(0, templates.pop(i))
-                return task
+            matched = tpl.match(frame)
+            if matched is not None:
+                task = self._templated(matched, tpl.form, frame, recv_ns, seq)
+                if task is not None:
+                    self.templated += 1
+                    if i:  # most recent first: a producer's template is found at once
+                        templates.insert(0, templates.pop(i))
+                    return task
+                break  # a value the checks refuse: the dict path words the rejection
         msg = self._unpack(frame)
         key = _form_key(msg)
         if key is not None:

@@ -165,19 +165,13 @@ class FrameTemplate:
     ``match`` is generated per template (straight-line code, the fixed bytes bound as default arguments, never
     written into the source): a loop over the segments cost twice as much."""
 
-    __slots__ = ("match", "form", "segments", "tbytes", "decode")
+    __slots__ = ("match", "form", "segments", "tbytes")
 
     def __init__(self, segments: tuple, tail: bytes, form: Any, tbytes: tuple) -> None:
         self.segments = segments + ((tail, len(tail), -1, 0),)
         self.form = form  # what the decoder attaches: the validated form these frames share
         self.tbytes = tbytes  # per slot: the type byte of its value in the template's frame (None for data)
         self.match = _compile(self.segments, tbytes + (None,))
-        self.decode: Any = None  # what the decoder may attach: a compiled ``specialize`` (ingest.fastdecode)
-
-    def specialize(self, tail: tuple[str, ...], extra: dict) -> Any:
-        """``match``'s code with ``tail`` in place of its return (see ``_compile``): one call that matches a frame
-        and builds what the caller wants from the slot values and offsets."""
-        return _compile(self.segments, self.tbytes + (None,), tail, extra)
 
     @classmethod
     def build(cls, frame: bytes, nbytes: tuple[int, ...], form: Any) -> FrameTemplate | None:
@@ -208,19 +202,11 @@ _INLINE = {
 }
 
 
-def _compile(segments: tuple, tbytes: tuple, tail: tuple[str, ...] | None = None, extra: dict | None = None) -> Any:
+def _compile(segments: tuple, tbytes: tuple) -> Any:
     """``match(frame)`` for ``segments`` (the last one the tail), as straight-line code. ``tbytes``: the type byte
-    of each scalar slot in the template's own frame (None for data and the tail).
-
-    The matching code leaves slot ``k``'s value in ``s<k>`` (None where the frame has no such slot) and input
-    ``i``'s data offset in ``o<i>``. By default the function then returns ``(values, data_offsets)``. ``tail``:
-    other lines to end it with instead (indented in the function), which may read those names, the extra
-    arguments ``args`` (a tuple of the caller's positional arguments after ``frame``) and the names bound from
-    ``extra`` (``name: value``, bound as default arguments): a decoder that builds its task in the same call
-    (``ingest.fastdecode``)."""
-    args = ["frame", "*args", "_scalar=scalar_at", "_BAD=BAD", *(f"_n{b}=_NUMBERS[{b}][0]" for b in _NUMBERS)]
-    body = ["s0 = s1 = s2 = s3 = s4 = None", "startswith = frame.startswith", "p = 0"]
-    n_data = 0
+    of each scalar slot in the template's own frame (None for data and the tail)."""
+    args = ["frame", "_scalar=scalar_at", "_BAD=BAD", *(f"_n{b}=_NUMBERS[{b}][0]" for b in _NUMBERS)]
+    body = ["values = [None, None, None, None, None]", "offsets = []", "startswith = frame.startswith", "p = 0"]
     for i, (_, n, kind, size) in enumerate(segments):
         args.append(f"_F{i}=_segments[{i}][0]")
         if kind == -1:  # the tail: it ends the frame exactly
@@ -229,9 +215,8 @@ def _compile(segments: tuple, tbytes: tuple, tail: tuple[str, ...] | None = None
         body.append(f"if not startswith(_F{i}, p): return None")
         body.append(f"p += {n}")
         if kind >= _DATA:
-            body.append(f"o{kind - _DATA} = p")
+            body.append("offsets.append(p)")
             body.append(f"p += {size}")
-            n_data = max(n_data, kind - _DATA + 1)
         else:
             # The template's own encoding of this slot, decoded inline: a producer keeps one (a float64
             # deadline, a uint64 sent_ns); any other goes through scalar_at.
@@ -239,24 +224,20 @@ def _compile(segments: tuple, tbytes: tuple, tail: tuple[str, ...] | None = None
             if inline is not None:
                 test, decode, step = inline
                 body.append(f"if {test}:")
-                body.append(f"    s{kind} = {decode}")
+                body.append(f"    v = {decode}")
                 body.append(f"    p += {step}")
                 body.append("else:")
-                body.append(f"    s{kind}, p = _scalar(frame, p)")
-                body.append(f"    if s{kind} is _BAD: return None")
+                body.append("    v, p = _scalar(frame, p)")
+                body.append("    if v is _BAD: return None")
             else:
-                body.append(f"s{kind}, p = _scalar(frame, p)")
-                body.append(f"if s{kind} is _BAD: return None")
-    namespace = {"scalar_at": scalar_at, "BAD": BAD, "_segments": segments, "_struct_error": struct.error,
-                 "_NUMBERS": _NUMBERS}
-    for name, value in (extra or {}).items():
-        args.append(f"{name}=_extra_{name}")
-        namespace[f"_extra_{name}"] = value
-    if tail is None:
-        tail = ("return (s0, s1, s2, s3, s4), (" + "".join(f"o{i}, " for i in range(n_data)) + ")",)
+                body.append("v, p = _scalar(frame, p)")
+                body.append("if v is _BAD: return None")
+            body.append(f"values[{kind}] = v")
+    body.append("return values, offsets")
     src = (f"def match({', '.join(args)}):\n    try:\n"
            + "".join(f"        {line}\n" for line in body)
-           + "    except (IndexError, _struct_error, UnicodeDecodeError):\n        return None\n"
-           + "".join(f"    {line}\n" for line in tail))
+           + "    except (IndexError, _struct_error, UnicodeDecodeError):\n        return None\n")
+    namespace = {"scalar_at": scalar_at, "BAD": BAD, "_segments": segments, "_struct_error": struct.error,
+                 "_NUMBERS": _NUMBERS}
     exec(compile(src, "<frame template>", "exec"), namespace)  # noqa: S102 - only ints and names in the source
     return namespace["match"]

@@ -55,9 +55,6 @@ _BOOKS_MAX = max(1, int(os.environ.get("ZMQRT_BOOKS_MAX", "256")))
 # Young objects before an idle loop pass collects them (about 50 µs); ZMQRT_GC_IDLE_THRESHOLD overrides (A/B runs).
 _GC_IDLE_THRESHOLD = int(os.environ.get("ZMQRT_GC_IDLE_THRESHOLD", "2000"))
 _GC_BUSY_THRESHOLD = 200_000  # ...and before a busy loop collects them anyway
-# Longest a loop with one task in flight and nothing else to do watches that task's lane alone (``_watch_lane``)
-# before it runs a loop pass (housekeeping, the watchdog) again.
-_WATCH_NS = 50_000
 # Longest idle wait in recv while a stats endpoint is bound: a stats request waits at most this long for its answer.
 # It was the reason to wait in zmq.Poller.poll over both sockets instead, which put a poll and a loop pass between
 # a frame's arrival and its recv: the round trip in block mode about 18 µs more than the prototype's (NOTES 27, 30).
@@ -713,18 +710,6 @@ class Server:
                     latency_us={"service": (now_ns - task.recv_ns) * _NS_PER_US})
         self.tracker.count_error(code)
 
-    def _watch_lane(self, lane: int, readable, events: int, pollin: int) -> None:
-        """Poll ``lane`` until it is done, a frame waits on the ingest socket, or ``_WATCH_NS`` pass. A poll's driver
-        error is handled as ``_poll_lanes`` handles it (a poll that raised once may not raise again)."""
-        poll = self.backend.poll
-        end_ns = time.monotonic_ns() + _WATCH_NS
-        try:
-            while not poll(lane):
-                if readable(events) & pollin or time.monotonic_ns() > end_ns:
-                    return
-        except CudaError as e:
-            self._gpu_fault(str(e), fatal=e.sticky)
-
     def _poll_lanes(self) -> bool:
         done_any = False
         backend = self.backend
@@ -1058,16 +1043,8 @@ class Server:
                     self._accept_backlog(frames, stamps)
                     break
                 accept(frame)
-            busy = self._busy_lanes
-            if busy:
-                if (len(busy) == 1 and not len(self.sched) and self._pending_bulk is None and not router.backlog
-                        and not readable(EVENTS) & POLLIN):
-                    # One task in flight and nothing else to do: watch its lane alone until it finishes or a frame
-                    # arrives (bounded). A full loop pass between looks saw the finish about 2 µs late on average
-                    # on the H200 host; this sees it within a poll (bench/NOTES.md 30).
-                    self._watch_lane(busy[0], readable, EVENTS, POLLIN)
-                if self._poll_lanes():
-                    progressed = True
+            if self._busy_lanes and self._poll_lanes():
+                progressed = True
             if self._free_lanes and (len(self.sched) or self._pending_bulk is not None):
                 self._dispatch_free()
             now = time.monotonic_ns()
