@@ -51,6 +51,9 @@ def main() -> None:
     ap.add_argument("--warm-seconds", type=float, default=1.0)
     ap.add_argument("--batch-max", type=int, default=1, help="server --batch-max (default 1: off, as the server)")
     ap.add_argument("--out", default="stream", help="result name under bench/results (default stream)")
+    ap.add_argument("--dump", metavar="DIR", help="record the server's loop trace (about 1 µs a task) and save it "
+                    "with the producer's per-task records (kind, intended, sent, done, ok, late, service) as .npy "
+                    "files in DIR")
     ap.add_argument("--no-pin", action="store_true", help="share all CPUs (default: the server's loop, the "
                     "server and the producer get separate cores, as bench/roundtrip.py does)")
     args = ap.parse_args()
@@ -75,7 +78,8 @@ def main() -> None:
                        spin=args.spin, cpu=cpus["loop"] if cpus else None, batch_max=args.batch_max,
                        fifo_priority=args.fifo_priority,
                        admission_margin=args.admission_margin,
-                       resident=args.resident)
+                       resident=args.resident,
+                       trace_path=f"{tmp}/trace.npy" if args.dump else None)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:
@@ -83,6 +87,14 @@ def main() -> None:
     finally:
         code = stop_server(proc)
     body = recs[n_warm:]
+    if args.dump:  # raw rows for offline analysis of the misses: the loop trace and the producer's records
+        dump = Path(args.dump)
+        dump.mkdir(parents=True, exist_ok=True)
+        np.save(dump / "stream-trace.npy", np.load(f"{tmp}/trace.npy"))
+        kinds = [k for k, _, _ in MIX]
+        np.save(dump / "stream-producer.npy", np.array(
+            [(kinds.index(r.kernel), r.intended_ns, r.sent_ns, r.done_ns, r.status == "ok", r.missed_deadline,
+              r.server_latency_us.get("service", -1)) for r in recs], np.float64))
     samples = {}
     for r in body:
         if r.status != "ok" and r.code not in samples:
