@@ -7,11 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead",
-           "persistent_floor", "resident_probe"]
+           "persistent_floor", "resident_probe", "tail_analysis"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -159,3 +160,39 @@ def test_persistent_floor_kernel_compiles_without_a_gpu():
 
     images = compile_source(SRC, "resident.cu", "sm_90", want_cubin=False)
     assert b".entry resident_vadd" in images.ptx
+
+
+def test_tail_analysis_finds_a_periodic_stall_and_a_ms_step(tmp_path):
+    # A synthetic round-trip dump: 4000 tasks at 100 µs; every 53rd is 150 µs slow in "submitted" (a periodic
+    # stall, as the GPU-timed task was), and any task whose span covers 250 µs after a ms boundary is 20 µs slower
+    # in "decoded" (a host tick). The script must report roots 5.3 ms apart and a +20 µs step at 250 µs.
+    from zmqrt.trace import STAGES
+
+    n = 4000
+    rng = np.random.default_rng(1)
+    intended = 1_000_000_000 + np.arange(n, dtype=np.int64) * 100_000
+    sent = intended + 5_000
+    gaps = np.tile(np.array([10_000, 2_000, 0, 5_000, 8_000, 400, 4_000, 5_000], np.int64), (n, 1))
+    gaps += rng.integers(0, 1_000, gaps.shape)
+    recv = sent + 25_000
+    covers = ((recv - 250_000) // 1_000_000 + 1) * 1_000_000 + 250_000 <= recv + gaps.sum(axis=1)
+    gaps[covers, 0] += 20_000
+    gaps[::53, 3] += 150_000
+    rows = np.zeros((n, len(STAGES)), np.int64)
+    rows[:, 0] = recv
+    rows[:, 1:] = recv[:, None] + np.cumsum(gaps, axis=1)
+    done = rows[:, -1] + 25_000
+    producer = np.stack([intended, sent, done, np.ones(n), np.full(n, 30.0)], axis=1).astype(np.float64)
+    np.save(tmp_path / "trace-block-1.npy", np.vstack([np.zeros((3, len(STAGES)), np.int64), rows]))
+    np.save(tmp_path / "producer-block-1.npy", producer)
+    out = subprocess.run([sys.executable, "bench/tail_analysis.py", str(tmp_path)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "spacing ms p50 5.30" in out.stdout
+    assert "covering 240 µs after a ms boundary" in out.stdout or "covering 220 µs" in out.stdout
+
+
+def test_tail_analysis_says_when_there_is_nothing(tmp_path):
+    out = subprocess.run([sys.executable, "bench/tail_analysis.py", str(tmp_path)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "no dumps" in out.stderr
