@@ -209,6 +209,49 @@ def test_the_server_runs_a_backlog_as_a_batch_and_words_what_it_leaves(sockets):
         server.close()
 
 
+def test_bulk_latencies_are_held_then_recorded_together(sockets, monkeypatch):
+    # A batch's latencies wait in the server until _BULK_HIST_VALUES of them are held, then go into the histograms
+    # at once; a full flush (what every reader of the tracker runs first) records what is held.
+    import zmqrt.server as server_mod
+
+    monkeypatch.setattr(server_mod, "_BULK_HIST_VALUES", 40)
+    ctx, pull, reply, ingest = sockets
+    server = Server(ServerConfig(backend="cpu", ingest=ingest, lanes=2, calibrate=False, batch_max=64), ctx=ctx)
+    try:
+        x = np.ones(256, np.float32)
+
+        def frames(lo, hi):
+            return [encode_task(i, "vector_add", [x, x], reply_to=reply, sent_ns=time.time_ns()) for i in range(lo, hi)]
+
+        for f in frames(0, 3):  # the form's first frames: validated, then a byte template
+            server._accept(f)
+            server._poll_lanes()
+        server._flush_books()
+
+        def run_batch(lo, hi):
+            batch = frames(lo, hi)
+            server._accept_backlog(batch, [time.monotonic_ns()] * len(batch))
+            while server._busy_lanes:
+                server._poll_lanes()
+
+        def service_count():
+            h = server.tracker.histogram("vector_add", 4, "service")
+            return h.total_count if h is not None else 0
+
+        run_batch(3, 33)  # 30 held, below the bound
+        assert server.bulk_tasks == 30 and service_count() == 3
+        run_batch(33, 63)  # 60 held: recorded together
+        assert service_count() == 63 and server._bulk_hist_n == 0
+        run_batch(63, 73)
+        assert service_count() == 63
+        server._flush_books()
+        assert service_count() == 73
+        assert server.tracker.histogram("vector_add", 4, "e2e").total_count == 73
+        assert len(_results(pull, 73)) == 73
+    finally:
+        server.close()
+
+
 def test_a_burst_through_real_sockets_gets_every_result_once(sockets):
     ctx, pull, reply, ingest = sockets
     server = Server(ServerConfig(backend="cpu", ingest=ingest, lanes=2, calibrate=False, batch_max=64), ctx=ctx)

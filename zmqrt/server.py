@@ -55,6 +55,10 @@ _BOOKS_MAX = max(1, int(os.environ.get("ZMQRT_BOOKS_MAX", "256")))
 # Young objects before an idle loop pass collects them (about 50 µs); ZMQRT_GC_IDLE_THRESHOLD overrides (A/B runs).
 _GC_IDLE_THRESHOLD = int(os.environ.get("ZMQRT_GC_IDLE_THRESHOLD", "2000"))
 _GC_BUSY_THRESHOLD = 200_000  # ...and before a busy loop collects them anyway
+# Latencies of bulk batches held before they go into the histograms at once (``Server._flush_bulk_hist``). Each
+# update costs about ten numpy calls whatever its size: four per batch were about a quarter of a batch's fixed cost
+# (bench/NOTES.md 30).
+_BULK_HIST_VALUES = 4096
 # Longest idle wait in recv while a stats endpoint is bound: a stats request waits at most this long for its answer.
 # It was the reason to wait in zmq.Poller.poll over both sockets instead, which put a poll and a loop pass between
 # a frame's arrival and its recv: the round trip in block mode about 18 µs more than the prototype's (NOTES 27, 30).
@@ -144,6 +148,10 @@ class Server:
         # Result encoder per task form, id(checked) -> (checked, OkEncoder): a form fixes its outputs' dtypes, shapes.
         self._encoders: dict[int, tuple[object, OkEncoder]] = {}
         self._books: list[tuple] = []  # stage histograms and counters of sent tasks, applied in idle passes
+        # Bulk batches' latencies per (kernel, priority, stage), recorded together every _BULK_HIST_VALUES values or
+        # when the loop idles: one histogram update per many batches instead of four per batch.
+        self._bulk_hist: dict[tuple[str, int, str], list[np.ndarray]] = {}
+        self._bulk_hist_n = 0
         self._lane_dispatch_ns = [0] * n
         self._lane_sampled = [False] * n  # the lane's task is a sampled timed one (stage_timing_every > 1)
         self._lane_predicted_ns = [0] * n
@@ -395,20 +403,22 @@ class Server:
             return batch.rows
         back = []
         cap = min(self._batch_max, max(1, self.backend.max_task_bytes // max(form.in_bytes, form.out_bytes, 1)))
+        cut = False
         if len(batch) > cap:
             keep = np.arange(len(batch)) < cap
             back.append(batch.rows[~keep])
-            batch = batch.take(keep)
+            batch, cut = batch.take(keep), True
         now = time.monotonic_ns()
         cost_ns = self.predictor.predict_ns(kernel, size_class(len(batch) * form.in_bytes))
         feasible = batch.deadline_ns >= now + cost_ns  # NO_DEADLINE always is
         if not feasible.all():
             back.append(batch.rows[~feasible])
-            batch = batch.take(feasible)
+            batch, cut = batch.take(feasible), True
         if len(batch) < 2:
             back.append(batch.rows)
             return np.concatenate(back)
-        keys = [(replies[g], i) for g, i in zip(batch.reply_of.tolist(), batch.ids)]  # noqa: B905
+        if cut:  # the keys of the rows kept (built once more only when rows were left)
+            keys = [(replies[g], i) for g, i in zip(batch.reply_of.tolist(), batch.ids)]  # noqa: B905
         k = len(batch)
         free = self._free_lanes
         lane = free.pop() if int(batch.priority.min()) == 0 else free.pop(0)
@@ -467,17 +477,24 @@ class Server:
         self.results_sent += k
         self._inflight_keys.difference_update(keys)
         # Bookkeeping at once, for the whole batch: a few array operations, not per task.
-        tracker = self.tracker
         priorities = batch.priority
         e2e = time.time_ns() - batch.sent_ns if batch.sent_ns is not None else None
         one = int(priorities[0]) if int(priorities.min()) == int(priorities.max()) else None
+        held = self._bulk_hist
         for prio in [one] if one is not None else np.unique(priorities).tolist():
             sel = slice(None) if one is not None else priorities == prio
-            tracker.record_many(kernel, prio, "queue", dispatch_ns - recv_ns[sel])
-            tracker.record_many(kernel, prio, "service", sent_ns - recv_ns[sel])
-            if e2e is not None:
-                tracker.record_many(kernel, prio, "e2e", e2e[sel])
-        tracker.count_ok_many(sent_ns, k, int(missed.sum()))
+            for stage, values in (("queue", dispatch_ns - recv_ns[sel]), ("service", sent_ns - recv_ns[sel]),
+                                  ("e2e", None if e2e is None else e2e[sel])):
+                if values is not None:
+                    parts = held.get((kernel, prio, stage))
+                    if parts is None:
+                        held[(kernel, prio, stage)] = [values]
+                    else:
+                        parts.append(values)
+        self._bulk_hist_n += k
+        if self._bulk_hist_n >= _BULK_HIST_VALUES:
+            self._flush_bulk_hist()
+        self.tracker.count_ok_many(sent_ns, k, int(missed.sum()))
         self.predictor.observe(kernel, size_class(k * form.in_bytes), done_ns - dispatch_ns, False)
 
     # ------------------------------------------------------------------ behind relays (zmqrt.relay)
@@ -795,6 +812,13 @@ class Server:
         if len(books) >= _BOOKS_MAX:  # never idle (overload): bounded all the same
             self._flush_books()
 
+    def _flush_bulk_hist(self) -> None:
+        """Record the bulk batches' held latencies: one histogram update per (kernel, priority, stage)."""
+        held, self._bulk_hist, self._bulk_hist_n = self._bulk_hist, {}, 0
+        record = self.tracker.record_many
+        for (kernel, priority, stage), parts in held.items():
+            record(kernel, priority, stage, parts[0] if len(parts) == 1 else np.concatenate(parts))
+
     def _flush_books(self, limit: int = 1 << 30) -> None:
         """Apply up to ``limit`` queued bookkeeping entries, oldest first.
 
@@ -805,6 +829,8 @@ class Server:
         on the loop thread (monitor line, stats answer, shutdown) flushes first, so nothing it reports is late;
         admission reads a prediction at most one idle pass (or ``_BOOKS_MAX`` tasks under overload) old.
         """
+        if self._bulk_hist and limit >= len(self._books):  # a full flush: every reader of the tracker sees them too
+            self._flush_bulk_hist()
         books = self._books
         n = min(limit, len(books))
         record, count_ok, observe = self.tracker.record_stages, self.tracker.count_ok, self.predictor.observe
@@ -1050,7 +1076,7 @@ class Server:
             now = time.monotonic_ns()
             if now >= next_housekeeping_ns:
                 next_housekeeping_ns = now + 1_000_000
-                if self._books and self.monitor.due(now):
+                if (self._books or self._bulk_hist) and self.monitor.due(now):
                     self._flush_books()
                 for line in self.monitor.maybe_tick(now):
                     log.info("%s", line)
@@ -1063,6 +1089,9 @@ class Server:
             if not progressed and not self._busy_lanes and not len(self.sched):
                 if self._books:  # one entry per idle pass: a frame arriving meanwhile waits for one at most
                     self._flush_books(1)
+                    continue
+                if self._bulk_hist:
+                    self._flush_bulk_hist()
                     continue
                 # Idle: the cheapest moment to free garbage (automatic collection is off while serving).
                 young, middle, _ = gc_count()
