@@ -4,7 +4,7 @@ source .whl/env.sh; export OUT; source bench/_run.sh
 side() {
   local dir=. ; [ "$1" = base ] && dir=_base
   ( cd "$dir" && export PYTHONPATH="$PWD:/tmp/site" && mkdir -p bench/results/ab/session15 &&
-    TAIL=1 run "so-$1-$2" 100 python3 bench/scaleout.py --configs 0,0,0 --rate 230000 --processes 6 --seconds 5 \
+    TAIL=6 run "so-$1-$2" 100 python3 bench/scaleout.py --configs 0,0,0 --rate 230000 --processes 6 --seconds 5 \
       --batch-max 128 --out "ab/session15/call11-so-$1-$2" )
 }
 side base 1; side new 1; side new 2; side base 2
