@@ -97,6 +97,11 @@ class BulkBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def keys(self) -> list[tuple[str | None, int | str]]:
+        """Each row's ``(reply_to, id)``: the key the server keeps a task in flight under."""
+        replies = self.replies
+        return [(replies[g], i) for g, i in zip(self.reply_of.tolist(), self.ids)]  # noqa: B905 - one per row
+
     def take(self, keep: np.ndarray) -> BulkBatch:
         """The rows where ``keep`` (bool) is true."""
         ids = [i for i, k in zip(self.ids, keep.tolist()) if k]  # noqa: B905 - one flag per row

@@ -396,30 +396,28 @@ class Server:
         for a duplicate id (the per-task path answers DUPLICATE), rows past what one launch holds, and rows whose
         deadline the batch's predicted service would miss (the per-task path admits or refuses each)."""
         form, kernel, _, _, _ = batch.rec
-        replies = batch.replies
-        keys = [(replies[g], i) for g, i in zip(batch.reply_of.tolist(), batch.ids)]  # noqa: B905 - one per row
+        keys = batch.keys()
         inflight = self._inflight_keys
         if len(set(keys)) != len(keys) or not inflight.isdisjoint(keys):
             return batch.rows
         back = []
         cap = min(self._batch_max, max(1, self.backend.max_task_bytes // max(form.in_bytes, form.out_bytes, 1)))
-        cut = False
         if len(batch) > cap:
             keep = np.arange(len(batch)) < cap
             back.append(batch.rows[~keep])
-            batch, cut = batch.take(keep), True
+            batch = batch.take(keep)
         now = time.monotonic_ns()
         cost_ns = self.predictor.predict_ns(kernel, size_class(len(batch) * form.in_bytes))
         feasible = batch.deadline_ns >= now + cost_ns  # NO_DEADLINE always is
         if not feasible.all():
             back.append(batch.rows[~feasible])
-            batch, cut = batch.take(feasible), True
+            batch = batch.take(feasible)
         if len(batch) < 2:
             back.append(batch.rows)
             return np.concatenate(back)
-        if cut:  # the keys of the rows kept (built once more only when rows were left)
-            keys = [(replies[g], i) for g, i in zip(batch.reply_of.tolist(), batch.ids)]  # noqa: B905
         k = len(batch)
+        if len(keys) != k:  # rows were left: the keys of those kept
+            keys = batch.keys()
         free = self._free_lanes
         lane = free.pop() if int(batch.priority.min()) == 0 else free.pop(0)
         try:
@@ -486,11 +484,7 @@ class Server:
             for stage, values in (("queue", dispatch_ns - recv_ns[sel]), ("service", sent_ns - recv_ns[sel]),
                                   ("e2e", None if e2e is None else e2e[sel])):
                 if values is not None:
-                    parts = held.get((kernel, prio, stage))
-                    if parts is None:
-                        held[(kernel, prio, stage)] = [values]
-                    else:
-                        parts.append(values)
+                    held.setdefault((kernel, prio, stage), []).append(values)
         self._bulk_hist_n += k
         if self._bulk_hist_n >= _BULK_HIST_VALUES:
             self._flush_bulk_hist()
@@ -1154,8 +1148,8 @@ class Server:
         if self._pending_bulk is not None:  # read as a batch, never started
             batch = self._pending_bulk[0]
             self._pending_bulk = None
-            for task_id, g in zip(batch.ids, batch.reply_of.tolist()):  # noqa: B905 - one per row
-                self._reply(task_id, batch.replies[g], Code.SHUTDOWN, "server shut down before this task could run")
+            for reply_to, task_id in batch.keys():
+                self._reply(task_id, reply_to, Code.SHUTDOWN, "server shut down before this task could run")
                 self.tracker.count_rejected(Code.SHUTDOWN)
         for lane in tuple(self._busy_lanes):  # only after the drain timeout: the GPU did not finish in time
             tasks = self._lane_tasks(lane)
