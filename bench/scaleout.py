@@ -38,8 +38,13 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     from zmqrt.supervisor import Supervisor, _nth_endpoint
 
     tmp = tempfile.mkdtemp(prefix='zrt')
+    trace_path = None
+    if args.trace:  # each engine writes engine.I.npy (tasks) and engine.I.batches.npy (bulk batches) there
+        tdir = Path(args.trace) / ("_".join(map(str, devices)) + (f"@{relays}" if relays else ""))
+        tdir.mkdir(parents=True, exist_ok=True)
+        trace_path = str(tdir / "engine.npy")
     cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tmp}/in", lanes=args.lanes, stats=f"ipc://{tmp}/stats",
-                       batch_max=args.batch_max, ingest_workers=relays, cpu=args.engine_cpu)
+                       batch_max=args.batch_max, ingest_workers=relays, cpu=args.engine_cpu, trace_path=trace_path)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
                        duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes)
     with Supervisor(cfg, devices=devices if len(devices) > 1 else None) as sup:
@@ -61,11 +66,38 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     sent = res.sent_ns[res.sent_ns >= 0]
     # What the producers managed to send (the offered rate is only an intent): sends over their span.
     sent_hz = (len(sent) - 1) / ((int(sent.max()) - int(sent.min())) / 1e9) if len(sent) > 1 else 0.0
-    return {"devices": devices, "ingest_workers": relays, "wall_s": wall, "engines": engines,
+    batches = _batch_summaries(trace_path, len(devices)) if trace_path else None
+    return {"devices": devices, "ingest_workers": relays, "wall_s": wall, "engines": engines, "batch_trace": batches,
             "throughput_tasks_per_s": overall.get("throughput_hz"),
             "sent_tasks_per_s": sent_hz,
             "counts": overall["counts"], "latency_us": overall.get("latency_us", {}),
             "server_us": overall.get("server_us", {})}
+
+
+def _batch_summaries(trace_path: str, engines: int) -> list:
+    """Each engine's bulk-batch trace summarized (zmqrt.trace.summarize_batches): where a batch's time went."""
+    import numpy as np
+
+    from zmqrt.supervisor import _nth_trace
+    from zmqrt.trace import batch_trace_path, summarize_batches
+
+    out = []
+    for i in range(engines):
+        path = batch_trace_path(_nth_trace(trace_path, i) if engines > 1 else trace_path)
+        out.append(summarize_batches(np.load(path), skip=100) if path.exists() else None)
+    return out
+
+
+def _print_batches(summaries: list) -> None:
+    for i, s in enumerate(summaries):
+        if not s or "tasks" not in s:
+            print(f"  engine {i}: no bulk batches traced", flush=True)
+            continue
+        gaps = "; ".join(f"{k} {v['p50']:.0f}/{v['p99']:.0f}" for k, v in s.items()
+                         if isinstance(v, dict) and "p99" in v)
+        share = ", ".join(f"{k} {v:.0%}" for k, v in s["loop_share"].items())
+        print(f"  engine {i} batches {s['batches']} (size p50 {s['batch_size']['p50']:.0f}, mean "
+              f"{s['batch_size']['mean']:.0f}); µs p50/p99 by task: {gaps}; loop busy: {share}", flush=True)
 
 
 def main() -> int:
@@ -81,6 +113,8 @@ def main() -> int:
     ap.add_argument("--backend", default="cuda", help="cuda (default); cpu for a smoke test without a GPU")
     ap.add_argument("--configs", default="0;0,1", help="device lists separated by ';', each optionally @N for N "
                     "relay processes (default '0;0,1')")
+    ap.add_argument("--trace", metavar="DIR", help="engines record stage and bulk-batch traces under DIR/CONFIG/ and "
+                    "each engine's batch gaps are printed (read, match+submit, gpu+wait, collect, encode, send)")
     ap.add_argument("--out", default="scaleout", help="result name under bench/results (default scaleout)")
     args = ap.parse_args()
     rows = {}
@@ -100,6 +134,8 @@ def main() -> int:
                 print(f"  engine {i}: frames {e['frames']}, batches {e['batches']}, bulk tasks {e['bulk_tasks']}, "
                       f"relayed {e['relayed_results']}, relay fallbacks {e['relay_fallbacks']}, "
                       f"undeliverable {e['undeliverable']}", flush=True)
+        if r.get("batch_trace"):
+            _print_batches(r["batch_trace"])
     base = rows[args.configs.split(";")[0]]["throughput_tasks_per_s"] or float("nan")
     for r in rows.values():
         r["speedup_vs_first"] = (r["throughput_tasks_per_s"] or 0.0) / base

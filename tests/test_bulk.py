@@ -252,6 +252,44 @@ def test_bulk_latencies_are_held_then_recorded_together(sockets, monkeypatch):
         server.close()
 
 
+def test_bulk_batches_are_traced_in_order_and_summarized(sockets, tmp_path):
+    # With --trace, each bulk batch gets one row: its points in loop order, its size and lane, written beside the
+    # task trace at close; summarize_batches weights the gaps by the batch's tasks.
+    from zmqrt.trace import BATCH_COLUMNS, BATCH_STAGES, batch_trace_path, summarize_batches
+
+    ctx, pull, reply, ingest = sockets
+    path = tmp_path / "t.npy"
+    server = Server(ServerConfig(backend="cpu", ingest=ingest, lanes=2, calibrate=False, batch_max=64,
+                                 trace_path=str(path)), ctx=ctx)
+    try:
+        x = np.ones(256, np.float32)
+        frames = [encode_task(i, "vector_add", [x, x], reply_to=reply) for i in range(40)]
+        for f in frames[:3]:  # the form's first frames: validated, then a byte template
+            server._accept(f)
+            server._poll_lanes()
+        for lo, hi in ((3, 13), (13, 40)):
+            stamps = [time.monotonic_ns() for _ in range(lo, hi)]
+            server._accept_backlog(frames[lo:hi], stamps)
+            while server._busy_lanes:
+                server._poll_lanes()
+        assert len(_results(pull, 40)) == 40
+    finally:
+        server.close()
+    rows = np.load(batch_trace_path(path))
+    assert batch_trace_path(path).name == "t.batches.npy" and rows.shape == (2, len(BATCH_COLUMNS))
+    assert rows[:, len(BATCH_STAGES)].tolist() == [10, 27]
+    stages = rows[:, :len(BATCH_STAGES)]
+    assert (stages > 0).all() and (np.diff(stages, axis=1) >= 0).all()
+    assert rows[1, 0] >= rows[0, len(BATCH_STAGES) - 1]  # the second backlog was read after the first was sent
+    s = summarize_batches(rows)
+    assert s["batches"] == 2 and s["tasks"] == 37 and s["batch_size"]["max"] == 27
+    total = (rows[:, len(BATCH_STAGES) - 1] - rows[:, 0]) / 1e3
+    # Weighted by tasks: the median task is in the batch of 27, whichever batch took longer.
+    assert s["first_recv->sent"]["p50"] == pytest.approx(total[1])
+    assert s["first_recv->sent"]["p99"] == pytest.approx(total.max())
+    assert 0 < s["loop_share"]["read+match+submit"] <= 1
+
+
 def test_a_burst_through_real_sockets_gets_every_result_once(sockets):
     ctx, pull, reply, ingest = sockets
     server = Server(ServerConfig(backend="cpu", ingest=ingest, lanes=2, calibrate=False, batch_max=64), ctx=ctx)

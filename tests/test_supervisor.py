@@ -29,7 +29,7 @@ from zmqrt.cuda import CudaError
 from zmqrt.kernels.registry import load_registry
 from zmqrt.server import Server
 from zmqrt.statsview import fetch_stats
-from zmqrt.supervisor import EXIT_GAVE_UP, Supervisor, _nth_endpoint
+from zmqrt.supervisor import EXIT_GAVE_UP, Supervisor, _nth_endpoint, _nth_trace
 
 FAULT_KERNELS = str(Path(__file__).resolve().parent / "fault_kernels")
 
@@ -246,6 +246,12 @@ def test_fan_out_applies_curve_at_the_edge(tmp_path, ipc_endpoint):
             vector_add_ok(c)
         with Client(sup.ingest_endpoint, timeout_s=1) as plain, pytest.raises(TimeoutError):
             plain.call("vector_add", np.ones(4, np.float32), np.ones(4, np.float32))
+
+
+def test_nth_trace_gives_each_engine_its_own_file():
+    assert _nth_trace("/x/engine.npy", 1) == "/x/engine.1.npy"
+    assert _nth_trace("/x/engine", 0) == "/x/engine.0.npy"
+    assert _nth_trace(None, 2) is None
 
 
 def test_nth_endpoint():

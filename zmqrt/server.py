@@ -43,7 +43,20 @@ from .latency import LatencyMonitor, LatencyTracker
 from .placement import pin_loop, thread_report
 from .relay import RELAY_HWM, pack_rows, unpack_frames
 from .sched import AdmissionControl, ServicePredictor, make_scheduler
-from .trace import ADMITTED, COLLECTED, DECODED, ENCODED, POPPED, RECV, SEEN_DONE, SENT, SUBMITTED, StageTrace
+from .trace import (
+    ADMITTED,
+    COLLECTED,
+    DECODED,
+    ENCODED,
+    POPPED,
+    RECV,
+    SEEN_DONE,
+    SENT,
+    SUBMITTED,
+    BatchTrace,
+    StageTrace,
+    batch_trace_path,
+)
 
 log = logging.getLogger("zmqrt")
 
@@ -172,6 +185,7 @@ class Server:
         self._stop = threading.Event()
         self._accepting = True
         self.trace = StageTrace(cfg.trace_capacity) if cfg.trace_path else None
+        self.batch_trace = BatchTrace(max(1, cfg.trace_capacity // 2)) if cfg.trace_path else None
         self.fault: str | None = None  # set by a fatal GPU fault: the engine must be restarted
         self._watchdog_ns = int(cfg.watchdog_ms * 1e6) if cfg.watchdog_ms > 0 else 0
         self.started_ns = time.monotonic_ns()
@@ -451,6 +465,8 @@ class Server:
         batch, keys, relays = self._lane_bulk[lane]
         self._lane_bulk[lane] = None
         self._busy_lanes.remove(lane)
+        btrace = self.batch_trace
+        seen_ns = time.monotonic_ns() if btrace is not None else 0
         outputs = self.backend.collect(lane)
         done_ns = time.monotonic_ns()
         dispatch_ns = self._lane_dispatch_ns[lane]
@@ -465,6 +481,7 @@ class Server:
         recv_ns = batch.recv_ns
         payload = memoryview(enc.encode(batch.id_raw, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
                                         (done_ns - recv_ns) * _NS_PER_US))
+        encoded_ns = time.monotonic_ns() if btrace is not None else 0
         self._free_lanes.append(lane)  # every row is copied into the payload
         if relays is None or None in batch.replies:  # (results without reply_to go to this engine's --results)
             self.router.send_rows(batch.replies, batch.reply_of.tolist(), payload, enc.length)
@@ -472,6 +489,9 @@ class Server:
             self._relay_rows(batch, relays, payload, enc.length)
         sent_ns = time.monotonic_ns()
         k = len(batch)
+        if btrace is not None:
+            btrace.add(int(recv_ns.min()), int(recv_ns.max()), dispatch_ns, seen_ns, done_ns, encoded_ns, sent_ns, k,
+                       lane)
         self.results_sent += k
         self._inflight_keys.difference_update(keys)
         # Bookkeeping at once, for the whole batch: a few array operations, not per task.
@@ -1177,6 +1197,11 @@ class Server:
         if self.trace is not None:
             path = self.trace.dump(self.cfg.trace_path)
             log.info("stage trace of %d task(s) written to %s", min(self.trace.max_seq + 1, self.trace.capacity), path)
+            if self.batch_trace is not None and self.batch_trace.count:
+                bpath = batch_trace_path(path)
+                np.save(bpath, self.batch_trace.to_numpy())
+                log.info("bulk batch trace of %d batch(es) written to %s",
+                         min(self.batch_trace.count, self.batch_trace.capacity), bpath)
         if self.stats_socket is not None:
             self.stats_socket.close(linger=0)
         if self.metrics is not None:

@@ -112,6 +112,14 @@ def _nth_endpoint(ep: str | None, i: int) -> str | None:
     return ep if port == "*" else f"{host}:{int(port) + i}"
 
 
+def _nth_trace(path: str | None, i: int) -> str | None:
+    """Engine ``i``'s own stage trace file: ``NAME.i.npy`` for ``NAME.npy``."""
+    if path is None:
+        return None
+    stem = path[:-4] if path.endswith(".npy") else path
+    return f"{stem}.{i}.npy"
+
+
 def _nth_port(port: int | None, i: int) -> int | None:
     return port + i if port else port  # None stays off, 0 stays "any free port"
 
@@ -307,7 +315,8 @@ class Supervisor:
         cfgs = []
         for i, d in enumerate(self.devices):
             own = dict(stats=_nth_endpoint(cfg.stats, i), results=_nth_endpoint(cfg.results, i),
-                       metrics_port=_nth_port(cfg.metrics_port, i)) if many else {}
+                       metrics_port=_nth_port(cfg.metrics_port, i),
+                       trace_path=_nth_trace(cfg.trace_path, i)) if many else {}
             if relays:  # the engine binds its relays' endpoint; relay r's results endpoint is relay_out[r]
                 wiring = dict(ingest=engine_in[i], ingest_connect=False, ingest_hwm=RELAY_HWM,
                               relay_results=tuple(relay_out))

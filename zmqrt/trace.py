@@ -73,3 +73,73 @@ def format_summary(summary: dict[str, dict[str, float]]) -> str:
         lines.append(f"{name:18s} {s['n']:7d} {s['p50']:8.2f} {s['p90']:8.2f} {s['p99']:8.2f} {s['max']:9.1f} "
                      f"{s['mean']:8.2f}")
     return "\n".join(lines)
+
+
+# Points of a bulk batch (``Server._accept_backlog``: frames read together, run as one launch), in order, then its
+# row count and lane. The loop is one thread, so the batches' [read, submitted] and [seen_done, sent] spans show what
+# it was doing while a batch waited.
+BATCH_STAGES = ("first_recv", "last_recv", "submitted", "seen_done", "collected", "encoded", "sent")
+B_FIRST, B_LAST, B_SUBMITTED, B_SEEN, B_COLLECTED, B_ENCODED, B_SENT = range(len(BATCH_STAGES))
+BATCH_COLUMNS = (*BATCH_STAGES, "n", "lane")
+_NB = len(BATCH_COLUMNS)
+
+
+class BatchTrace:
+    """A ring of ``capacity`` bulk-batch rows (columns ``BATCH_COLUMNS``), filled at each batch's completion."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        if capacity < 1:
+            raise ValueError("trace capacity must be >= 1")
+        self.capacity = capacity
+        self.buf = array("q", bytes(8 * _NB * capacity))
+        self.count = 0
+
+    def add(self, first_ns: int, last_ns: int, submitted_ns: int, seen_ns: int, collected_ns: int, encoded_ns: int,
+            sent_ns: int, n: int, lane: int) -> None:
+        base = (self.count % self.capacity) * _NB
+        self.buf[base:base + _NB] = array("q", (first_ns, last_ns, submitted_ns, seen_ns, collected_ns, encoded_ns,
+                                                sent_ns, n, lane))
+        self.count += 1
+
+    def to_numpy(self) -> np.ndarray:
+        rows = np.frombuffer(self.buf, dtype=np.int64).reshape(self.capacity, _NB)
+        if self.count <= self.capacity:
+            return rows[:self.count].copy()
+        start = self.count % self.capacity
+        return np.concatenate([rows[start:], rows[:start]])
+
+
+def batch_trace_path(trace_path: str | Path) -> Path:
+    """Where the batch rows of a stage trace at ``trace_path`` go: ``NAME.batches.npy`` beside ``NAME.npy``."""
+    p = Path(trace_path)
+    stem = p.name[:-4] if p.name.endswith(".npy") else p.name
+    return p.with_name(f"{stem}.batches.npy")
+
+
+def summarize_batches(rows: np.ndarray, skip: int = 0) -> dict:
+    """Per-gap percentiles (µs) of bulk batches, weighted by their tasks (a batch of 100 counts 100 times, as its
+    tasks' service does), plus batch sizes and the loop's share of wall time spent reading, matching, collecting and
+    sending batches. ``skip`` drops the first rows."""
+    rows = rows[skip:]
+    out: dict = {"batches": int(len(rows))}
+    if not len(rows):
+        return out
+    n = rows[:, len(BATCH_STAGES)]
+    out["tasks"] = int(n.sum())
+    out["batch_size"] = {"p50": float(np.percentile(n, 50)), "mean": float(n.mean()), "max": int(n.max())}
+    gaps = [("read", B_FIRST, B_LAST), ("match+submit", B_LAST, B_SUBMITTED), ("gpu+wait", B_SUBMITTED, B_SEEN),
+            ("collect", B_SEEN, B_COLLECTED), ("encode", B_COLLECTED, B_ENCODED), ("send", B_ENCODED, B_SENT),
+            ("first_recv->sent", B_FIRST, B_SENT)]
+    weights = n.astype(np.float64)
+    for name, a, b in gaps:
+        d = (rows[:, b] - rows[:, a]) / 1e3
+        order = np.argsort(d)
+        cum = np.cumsum(weights[order]) / weights.sum()
+        pick = {q: float(d[order][min(len(d) - 1, int(np.searchsorted(cum, q / 100)))]) for q in (50, 90, 99)}
+        out[name] = {**{f"p{q}": v for q, v in pick.items()}, "max": float(d.max()), "mean": float(d.mean())}
+    span = (int(rows[:, B_SENT].max()) - int(rows[:, B_FIRST].min())) or 1
+    busy = {"read+match+submit": float((rows[:, B_SUBMITTED] - rows[:, B_FIRST]).sum() / span),
+            "collect+encode+send": float((rows[:, B_SENT] - rows[:, B_SEEN]).sum() / span)}
+    out["loop_share"] = busy
+    out["span_s"] = span / 1e9
+    return out
