@@ -186,6 +186,8 @@ class Server:
         self._accepting = True
         self.trace = StageTrace(cfg.trace_capacity) if cfg.trace_path else None
         self.batch_trace = BatchTrace(max(1, cfg.trace_capacity // 2)) if cfg.trace_path else None
+        self._batch_marks = (0, 0)  # (--trace) the last backlog's read and matched points, for its batch
+        self._lane_marks: list[tuple[int, ...]] = [(0, 0, 0, 0)] * n  # ...and each bulk lane's, with checked, submitted
         self.fault: str | None = None  # set by a fatal GPU fault: the engine must be restarted
         self._watchdog_ns = int(cfg.watchdog_ms * 1e6) if cfg.watchdog_ms > 0 else 0
         self.started_ns = time.monotonic_ns()
@@ -348,6 +350,8 @@ class Server:
         recv and the send (bench/NOTES.md 28). Tasks of a batch are untimed (no GPU stage events) and have no
         rows in the stage trace (``--trace``); their queue, service and e2e latencies are recorded as any.
         ``origin``: the relay each frame came from (``zmqrt.relay``), whose batches' results go back through it."""
+        btrace = self.batch_trace
+        read_ns = time.monotonic_ns() if btrace is not None else 0
         todo = np.arange(len(frames))
         single: list[np.ndarray] = []  # rows for the per-task path
         if self._accepting and len(frames) > 1:
@@ -366,6 +370,8 @@ class Server:
                 rows = todo[same]
                 todo = todo[~same]
                 batch, rest = form.match(frames, rows, recv_ns[rows], self.decoder.replies)
+                if btrace is not None:
+                    self._batch_marks = (read_ns, time.monotonic_ns())
                 single.append(rest)
                 if batch is not None:
                     if self._free_lanes and not len(self.sched):  # what it leaves may form the next batch
@@ -401,6 +407,7 @@ class Server:
         """The batch read while every lane was busy, on the lane that freed; its left rows go the per-task way."""
         batch, frames, stamps, origin = self._pending_bulk
         self._pending_bulk = None
+        self._batch_marks = (0, 0)  # (--trace) read and matched long before: not this batch's points
         accept = self._accept
         for i in self._start_bulk(batch, origin).tolist():
             accept(frames[i], stamps[i])
@@ -447,6 +454,8 @@ class Server:
             if isinstance(e, CudaError) and e.sticky:
                 self._gpu_fault(str(e), fatal=True)
             return np.concatenate(back) if back else batch.rows[:0]
+        if self.batch_trace is not None:
+            self._lane_marks[lane] = (*self._batch_marks, now, time.monotonic_ns())
         inflight.update(keys)
         self._dispatched += 1
         self.batches += 1
@@ -490,8 +499,8 @@ class Server:
         sent_ns = time.monotonic_ns()
         k = len(batch)
         if btrace is not None:
-            btrace.add(int(recv_ns.min()), int(recv_ns.max()), dispatch_ns, seen_ns, done_ns, encoded_ns, sent_ns, k,
-                       lane)
+            btrace.add((int(recv_ns.min()), int(recv_ns.max()), *self._lane_marks[lane], seen_ns, done_ns, encoded_ns,
+                        sent_ns, k, lane))
         self.results_sent += k
         self._inflight_keys.difference_update(keys)
         # Bookkeeping at once, for the whole batch: a few array operations, not per task.

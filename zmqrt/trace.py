@@ -76,10 +76,13 @@ def format_summary(summary: dict[str, dict[str, float]]) -> str:
 
 
 # Points of a bulk batch (``Server._accept_backlog``: frames read together, run as one launch), in order, then its
-# row count and lane. The loop is one thread, so the batches' [read, submitted] and [seen_done, sent] spans show what
-# it was doing while a batch waited.
-BATCH_STAGES = ("first_recv", "last_recv", "submitted", "seen_done", "collected", "encoded", "sent")
-B_FIRST, B_LAST, B_SUBMITTED, B_SEEN, B_COLLECTED, B_ENCODED, B_SENT = range(len(BATCH_STAGES))
+# row count and lane. The loop is one thread, so the batches' [first_recv, submitted] and [seen_done, sent] spans
+# show what it was doing while a batch waited. A batch read while every lane was busy (the pending batch) has no
+# "read" and "matched" points (0).
+BATCH_STAGES = ("first_recv", "last_recv", "read", "matched", "checked", "submitted", "seen_done", "collected",
+                "encoded", "sent")
+(B_FIRST, B_LAST, B_READ, B_MATCHED, B_CHECKED, B_SUBMITTED, B_SEEN, B_COLLECTED, B_ENCODED,
+ B_SENT) = range(len(BATCH_STAGES))
 BATCH_COLUMNS = (*BATCH_STAGES, "n", "lane")
 _NB = len(BATCH_COLUMNS)
 
@@ -94,11 +97,10 @@ class BatchTrace:
         self.buf = array("q", bytes(8 * _NB * capacity))
         self.count = 0
 
-    def add(self, first_ns: int, last_ns: int, submitted_ns: int, seen_ns: int, collected_ns: int, encoded_ns: int,
-            sent_ns: int, n: int, lane: int) -> None:
+    def add(self, values: tuple) -> None:
+        """One batch: a value per ``BATCH_COLUMNS``."""
         base = (self.count % self.capacity) * _NB
-        self.buf[base:base + _NB] = array("q", (first_ns, last_ns, submitted_ns, seen_ns, collected_ns, encoded_ns,
-                                                sent_ns, n, lane))
+        self.buf[base:base + _NB] = array("q", values)
         self.count += 1
 
     def to_numpy(self) -> np.ndarray:
@@ -118,8 +120,9 @@ def batch_trace_path(trace_path: str | Path) -> Path:
 
 def summarize_batches(rows: np.ndarray, skip: int = 0) -> dict:
     """Per-gap percentiles (µs) of bulk batches, weighted by their tasks (a batch of 100 counts 100 times, as its
-    tasks' service does), plus batch sizes and the loop's share of wall time spent reading, matching, collecting and
-    sending batches. ``skip`` drops the first rows."""
+    tasks' service does), plus batch sizes and the loop's share of wall time spent on batches. A pending batch's
+    recv-to-submit span includes its wait for a lane, so that share is an upper bound. ``skip`` drops the first
+    rows."""
     rows = rows[skip:]
     out: dict = {"batches": int(len(rows))}
     if not len(rows):
@@ -127,18 +130,22 @@ def summarize_batches(rows: np.ndarray, skip: int = 0) -> dict:
     n = rows[:, len(BATCH_STAGES)]
     out["tasks"] = int(n.sum())
     out["batch_size"] = {"p50": float(np.percentile(n, 50)), "mean": float(n.mean()), "max": int(n.max())}
-    gaps = [("read", B_FIRST, B_LAST), ("match+submit", B_LAST, B_SUBMITTED), ("gpu+wait", B_SUBMITTED, B_SEEN),
+    gaps = [("recv", B_FIRST, B_LAST), ("read", B_LAST, B_READ), ("match", B_READ, B_MATCHED),
+            ("check", B_MATCHED, B_CHECKED), ("submit", B_CHECKED, B_SUBMITTED), ("gpu+wait", B_SUBMITTED, B_SEEN),
             ("collect", B_SEEN, B_COLLECTED), ("encode", B_COLLECTED, B_ENCODED), ("send", B_ENCODED, B_SENT),
             ("first_recv->sent", B_FIRST, B_SENT)]
-    weights = n.astype(np.float64)
     for name, a, b in gaps:
-        d = (rows[:, b] - rows[:, a]) / 1e3
+        has = (rows[:, a] > 0) & (rows[:, b] > 0)
+        if not has.any():
+            continue
+        d = (rows[has, b] - rows[has, a]) / 1e3
+        w = n[has].astype(np.float64)
         order = np.argsort(d)
-        cum = np.cumsum(weights[order]) / weights.sum()
+        cum = np.cumsum(w[order]) / w.sum()
         pick = {q: float(d[order][min(len(d) - 1, int(np.searchsorted(cum, q / 100)))]) for q in (50, 90, 99)}
         out[name] = {**{f"p{q}": v for q, v in pick.items()}, "max": float(d.max()), "mean": float(d.mean())}
     span = (int(rows[:, B_SENT].max()) - int(rows[:, B_FIRST].min())) or 1
-    busy = {"read+match+submit": float((rows[:, B_SUBMITTED] - rows[:, B_FIRST]).sum() / span),
+    busy = {"recv+match+submit": float((rows[:, B_SUBMITTED] - rows[:, B_FIRST]).sum() / span),
             "collect+encode+send": float((rows[:, B_SENT] - rows[:, B_SEEN]).sum() / span)}
     out["loop_share"] = busy
     out["span_s"] = span / 1e9
