@@ -1089,6 +1089,11 @@ class Server:
                     except zmq.Again:
                         pass
                     receiver.frames += len(frames) - 1
+                    # Finish what the GPU has done before decoding this backlog: its results are older than these
+                    # frames, and waited behind this backlog's decode and launch (about 300 µs on the H200 host,
+                    # most of the bulk path's service time at 200k tasks/s: bench/NOTES.md 31).
+                    if self._busy_lanes and self._poll_lanes():
+                        progressed = True
                     self._accept_backlog(frames, stamps)
                     break
                 accept(frame)
