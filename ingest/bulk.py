@@ -40,6 +40,7 @@ _U1 = np.uint8
 _BE = {0xCB: ">f8", 0xCA: ">f4", 0xCF: ">u8", 0xCE: ">u4", 0xCD: ">u2", 0xCC: "u1",
        0xD3: ">i8", 0xD2: ">i4", 0xD1: ">i2", 0xD0: "i1"}
 _FLOATS = (0xCA, 0xCB)
+_UNSIGNED = (0xCC, 0xCD, 0xCE, 0xCF) + tuple(range(0x80))  # never negative: no ">= 0" check to pay for
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -116,7 +117,7 @@ class BulkForm:
     can vary (a str8 id, a bool) and the per-task path must read it."""
 
     __slots__ = ("template", "length", "_fixed_at", "_fixed", "_slots", "_data", "_limits", "_id_str", "_reply",
-                 "_reply_bytes", "_weights")
+                 "_reply_bytes")
 
     def __init__(self, template: FrameTemplate, length: int, fixed_at: np.ndarray, fixed: np.ndarray,
                  slots: list, data: list, limits: Limits, id_str: bool, reply: tuple[int, int] | None) -> None:
@@ -131,9 +132,6 @@ class BulkForm:
         self._reply = reply
         reply_to = template.form[3]
         self._reply_bytes = np.frombuffer(reply_to.encode(), _U1) if reply is not None else None
-        # Odd 61-bit multipliers of each endpoint character (wrapping int64 arithmetic): a hash that groups rows.
-        self._weights = (np.random.default_rng(0x5EED).integers(1, 1 << 61, (reply[1] - reply[0]) if reply else 0)
-                         | 1).astype(np.int64)
 
     @staticmethod
     def layout(template: FrameTemplate, frame: bytes) -> tuple[int, ...] | None:
@@ -168,6 +166,8 @@ class BulkForm:
         fixed_at: list[int] = []
         fixed: list[bytes] = []
         slots, data = [], []
+        type_at: list[int] = []
+        type_bytes: list[int] = []
         p, id_str = 0, False
         views = template.form[4]
         for (seg, n, kind, size), tb in zip(template.segments, (*tbytes, None)):  # noqa: B905
@@ -191,6 +191,9 @@ class BulkForm:
             if tb in _FLOATS and kind in (0, 1, 4):  # a float id, priority or sent_ns: the validator refuses it
                 return None
             slots.append((kind, p, width, tb))
+            if tb >= 0x80:  # a type byte of one value: checked with the fixed bytes (a fixint's is any below 0x80)
+                type_at.append(p)
+                type_bytes.append(tb)
             p += width
         fixed_at_arr = np.asarray(fixed_at, np.intp)
         fixed_arr = np.frombuffer(b"".join(fixed), _U1)
@@ -210,6 +213,8 @@ class BulkForm:
             if reply is not None:
                 keep = (fixed_at_arr < reply[0]) | (fixed_at_arr >= reply[1])
                 fixed_at_arr, fixed_arr = fixed_at_arr[keep], fixed_arr[keep]
+        fixed_at_arr = np.concatenate((fixed_at_arr, np.asarray(type_at, np.intp)))
+        fixed_arr = np.concatenate((fixed_arr, np.asarray(type_bytes, _U1)))
         return cls(template, p, fixed_at_arr, fixed_arr, slots, data, limits, id_str, reply)
 
     def match(self, frames: list[bytes] | FrameBlock, rows: np.ndarray, recv_ns: np.ndarray,
@@ -222,31 +227,29 @@ class BulkForm:
             mat = frames.matrix(rows, self.length)
         else:
             mat = np.frombuffer(b"".join([frames[i] for i in rows.tolist()]), _U1).reshape(n, self.length)
+        # Fixed bytes and the scalar slots' type bytes: one gather and compare. Every numpy call costs a few µs on
+        # a busy host, and this runs once a batch (bench/NOTES.md 31): the fewer, the better.
         ok = (mat[:, self._fixed_at] == self._fixed).all(axis=1)
         reply_list: list = [self.template.form[3]]
         reply_of = np.zeros(n, np.intp)
         if self._reply is not None:
             a, b = self._reply
             chars = mat[:, a:b]
-            same = (chars == self._reply_bytes).all(axis=1)
-            if not same.all():  # several producers: one group per endpoint
-                # Group by a hash of the characters (np.unique over raw bytes cost 4x), then check it exactly.
-                hashes = chars.astype(np.int64) @ self._weights
-                _, first, reply_of = np.unique(hashes, return_index=True, return_inverse=True)
-                reply_of = reply_of.reshape(n)
-                groups = chars[first]
-                if not (chars == groups[reply_of]).all():  # a collision: group by the bytes themselves
-                    keys = np.ascontiguousarray(chars).view(f"V{b - a}").ravel()
-                    _, first, reply_of = np.unique(keys, return_index=True, return_inverse=True)
-                    reply_of = reply_of.reshape(n)
-                    groups = chars[first]
+            if not (chars == self._reply_bytes).all():  # several producers: one group per endpoint
+                # Each row's endpoint characters as bytes, grouped by a dict in order of first appearance: exact,
+                # and fewer calls than np.unique (a sort and a dozen array operations).
+                index: dict[bytes, int] = {}
+                setdefault = index.setdefault
+                reply_of = np.array([setdefault(k, len(index)) for k in
+                                     np.ascontiguousarray(chars).view(f"V{b - a}").ravel().tolist()], np.intp)
                 reply_list = []
-                for g, key in enumerate(groups):
+                own = self.template.form[3]
+                for g, key in enumerate(index):
                     try:
-                        endpoint = key.tobytes().decode()
+                        endpoint = key.decode()
                     except UnicodeDecodeError:
                         endpoint = None
-                    if endpoint is None or (endpoint != self.template.form[3] and endpoint not in replies):
+                    if endpoint is None or (endpoint != own and endpoint not in replies):
                         ok &= reply_of != g
                     reply_list.append(endpoint)
         lim = self._limits
@@ -255,18 +258,15 @@ class BulkForm:
                            np.int64)
         deadline_ns = np.full(n, NO_DEADLINE, np.int64)
         sent_ns = None
-        for kind, p, width, tb in self._slots:
-            col = mat[:, p]
+        for kind, p, width, tb in self._slots:  # (type bytes >= 0x80 were checked with the fixed bytes)
             value: np.ndarray | None = None
             if tb < 0x80:
+                col = mat[:, p]
                 ok &= col < 0x80
                 value = col.astype(np.int64)
-            elif tb == 0xC0:
-                ok &= col == 0xC0
-            elif kind == 0 and self._id_str:
-                ok &= col == tb
+            elif tb == 0xC0 or (kind == 0 and self._id_str):
+                pass
             else:
-                ok &= col == tb
                 value = np.ascontiguousarray(mat[:, p + 1:p + width]).view(_BE[tb]).reshape(n)
             if kind == 0:
                 id_raw = mat[:, p:p + width]
@@ -277,7 +277,7 @@ class BulkForm:
                 else:
                     ids = value
             elif kind == 1 and value is not None:
-                ok &= (value >= 0) & (value < lim.priority_levels)
+                ok &= (value < lim.priority_levels) if tb in _UNSIGNED else (value >= 0) & (value < lim.priority_levels)
                 priority = value.astype(np.int64)
             elif kind == 2 and value is not None:
                 ok &= (value >= 0) & (value <= MAX_DEADLINE_US)  # NaN fails both
@@ -292,7 +292,7 @@ class BulkForm:
             elif kind == 4 and value is not None:
                 if tb == 0xCF:
                     ok &= value <= _INT64_MAX  # beyond int64: rare, the per-task path keeps Python's int
-                else:
+                elif tb not in _UNSIGNED:
                     ok &= value >= 0
                 sent_ns = value.astype(np.int64)
         if ok.all():  # the usual case: slices, no copies
