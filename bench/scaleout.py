@@ -19,6 +19,7 @@ Usage: python3 bench/scaleout.py [--seconds 5] [--rate 60000] [--processes 6] [-
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -36,7 +37,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     from zmqrt.config import ServerConfig
     from zmqrt.latency.tracker import LatencyTracker
     from zmqrt.statsview import fetch_stats
-    from zmqrt.supervisor import Supervisor, _nth_endpoint
+    from zmqrt.supervisor import Supervisor, _nth_endpoint, engine_cpus
 
     tmp = tempfile.mkdtemp(prefix='zrt')
     trace_path = None
@@ -53,8 +54,14 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
         thread = threading.Thread(target=sup.run, daemon=True)
         thread.start()
         lg.endpoint = sup.ingest_endpoint
+        kept = _keep_producers_off(engine_cpus(args.engine_cpu, len(devices)) if len(devices) > 1
+                                   else (() if args.engine_cpu is None else (args.engine_cpu,)))
         t0 = time.perf_counter()
-        res = run_loadgen(lg)
+        try:
+            res = run_loadgen(lg)
+        finally:
+            if kept is not None:
+                os.sched_setaffinity(0, kept)
         wall = time.perf_counter() - t0
         engines = []  # each engine's own counters: how its tasks went (bulk or per task, relayed or not)
         merged = LatencyTracker()  # every engine's histograms: service = receipt to result sent, the server's clock
@@ -80,6 +87,25 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
             "sent_tasks_per_s": sent_hz,
             "counts": overall["counts"], "latency_us": overall.get("latency_us", {}),
             "server_us": overall.get("server_us", {})}
+
+
+def _keep_producers_off(cpus) -> set[int] | None:
+    """Keep the producer processes (started next, inheriting this process's CPU set) off the engines' loop CPUs and
+    their hyperthread siblings: a producer scheduled there preempts a loop for whole time slices. Returns the CPU
+    set to restore afterwards (None: nothing changed)."""
+    from zmqrt.placement import thread_siblings
+
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = os.sched_getaffinity(0)
+    reserved = set().union(*(thread_siblings(c) for c in cpus))
+    rest = allowed - reserved
+    if not rest:
+        return None
+    os.sched_setaffinity(0, rest)
+    print(f"  producers kept off CPUs {','.join(map(str, sorted(reserved & allowed)))} (engine loops "
+          f"{','.join(map(str, cpus))} and their hyperthread siblings)", flush=True)
+    return allowed
 
 
 def _batch_summaries(trace_path: str, engines: int) -> list:
@@ -116,8 +142,8 @@ def main() -> int:
     ap.add_argument("--lanes", type=int, default=4)
     ap.add_argument("--batch-max", type=int, default=128, help="engines' --batch-max "
                     "(default 128: the throughput setting, bench/NOTES.md 28; 1: no batching)")
-    ap.add_argument("--engine-cpu", type=int, metavar="N", help="pin the engine's loop to CPU N (keep the rest of the "
-                    "run off it, e.g. with taskset)")
+    ap.add_argument("--engine-cpu", type=int, metavar="N", help="pin the engines' loops to CPUs N, N+1, ... (zmqrt "
+                    "serve --cpu N); the producers are kept off those CPUs and their hyperthread siblings")
     ap.add_argument("--backend", default="cuda", help="cuda (default); cpu for a smoke test without a GPU")
     ap.add_argument("--configs", default="0;0,1", help="device lists separated by ';', each optionally @N for N "
                     "relay processes (default '0;0,1')")

@@ -361,3 +361,11 @@ def test_a_non_fatal_fault_fails_the_task_and_the_lane_serves_again(tmp_path):
         res = c.call("vector_add", x, x)  # the only lane must be back in service
         assert res.ok and np.array_equal(res.outputs[0], x + x)
         assert server.fault is None
+
+
+def test_several_engines_with_a_cpu_get_one_loop_cpu_each_and_keep_off_the_others(tmp_path):
+    cfg = ServerConfig(backend="cpu", ingest=f"ipc://{tmp_path}/in", cpu=3)
+    with Supervisor(cfg, devices=[0, 0, 0]) as sup:
+        cfgs = sup._engine_cfgs()
+    assert [c.cpu for c in cfgs] == [3, 4, 5]
+    assert [c.cpu_keep_off for c in cfgs] == [(4, 5), (3, 5), (3, 4)]

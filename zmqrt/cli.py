@@ -72,7 +72,8 @@ def _add_serve(sub) -> None:
                    "(ingest/bulk.py; on by default, the fast path for throughput)")
     p.add_argument("--p95-target-us", type=float, help="warn in the monitor line when P95 exceeds this")
     p.add_argument("--cpu", type=int, metavar="N", help="pin the loop thread to CPU N (keep producers and other "
-                   "spinning work off that core); ZeroMQ's I/O thread keeps the other CPUs")
+                   "spinning work off that core); ZeroMQ's I/O thread keeps the other CPUs. With several engines "
+                   "(--devices), engine i's loop runs on CPU N+i and no engine's other threads run on those CPUs")
     p.add_argument("--fifo-priority", type=int, metavar="P", help="run the loop thread SCHED_FIFO at priority P "
                    "where permitted (needs CAP_SYS_NICE; logged and ignored otherwise). Default: normal scheduling")
     p.add_argument("--watchdog-ms", type=float, metavar="MS", help="a task still running after MS ms is a hung GPU: "

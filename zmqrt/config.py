@@ -50,6 +50,9 @@ class ServerConfig:
     # call per task (zmqrt.backends.resident). Costs one SM per lane, polling host memory even when idle.
     resident: bool = False
     cpu: int | None = None  # pin the loop thread to this CPU (ZeroMQ's I/O thread keeps the others)
+    # Set by the supervisor for each of several engines (--devices): the other engines' loop CPUs, which this
+    # engine's other threads stay off. Not a user setting.
+    cpu_keep_off: tuple[int, ...] = ()
     fifo_priority: int = 0  # SCHED_FIFO priority for the loop thread where permitted; 0: normal scheduling
     # GPU events around h2d/kernel/d2h on every Nth task; 0: never. A timed task records four events and takes the
     # plain launch path instead of the graph: 20 to 25 µs more on an H200 host. One task in 16 put 6% of tasks in

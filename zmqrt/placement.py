@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterable
 
 log = logging.getLogger("zmqrt")
 
@@ -25,10 +26,25 @@ def other_threads() -> list[int]:
         return []
 
 
-def pin_loop(cpu: int | None, fifo_priority: int = 0) -> list[str]:
-    """Pin the calling thread to ``cpu``, move the process's other threads to its remaining CPUs, and raise the
-    calling thread to SCHED_FIFO ``fifo_priority`` (> 0) where permitted. Returns what it did, as log lines;
-    failures are warnings, never errors: placement is an optimisation."""
+def thread_siblings(cpu: int) -> set[int]:
+    """The CPUs sharing ``cpu``'s physical core (hyperthreads), ``cpu`` included; {cpu} where sysfs does not say."""
+    try:
+        with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
+            text = f.read().strip()
+    except OSError:
+        return {cpu}
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out | {cpu}
+
+
+def pin_loop(cpu: int | None, fifo_priority: int = 0, keep_off: Iterable[int] = ()) -> list[str]:
+    """Pin the calling thread to ``cpu``, move the process's other threads to its remaining CPUs but ``keep_off``
+    (the loop CPUs of sibling engines: their I/O threads must not land there either), and raise the calling thread
+    to SCHED_FIFO ``fifo_priority`` (> 0) where permitted. Returns what it did, as log lines; failures are warnings,
+    never errors: placement is an optimisation."""
     done: list[str] = []
     if cpu is not None:
         try:
@@ -38,7 +54,7 @@ def pin_loop(cpu: int | None, fifo_priority: int = 0) -> list[str]:
         except (OSError, ValueError, AttributeError) as e:
             log.warning("cannot pin the loop to CPU %s: %s", cpu, e)
         else:
-            rest = allowed - {cpu}
+            rest = (allowed - {cpu} - set(keep_off)) or (allowed - {cpu})
             if rest:
                 moved = 0
                 for tid in other_threads():

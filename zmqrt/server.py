@@ -1008,7 +1008,7 @@ class Server:
 
     def _pin(self) -> None:
         """Pin the loop thread and clear its CPU of the process's other threads (``zmqrt.placement``)."""
-        for line in pin_loop(self.cfg.cpu, self.cfg.fifo_priority):
+        for line in pin_loop(self.cfg.cpu, self.cfg.fifo_priority, self.cfg.cpu_keep_off):
             log.info("%s", line)
 
     def serve_forever(self) -> None:

@@ -112,6 +112,11 @@ def _nth_endpoint(ep: str | None, i: int) -> str | None:
     return ep if port == "*" else f"{host}:{int(port) + i}"
 
 
+def engine_cpus(cpu: int | None, engines: int) -> tuple[int, ...]:
+    """The loop CPUs of ``engines`` engines started with ``--cpu cpu``: ``cpu``, ``cpu + 1``, ... (none without)."""
+    return () if cpu is None else tuple(range(cpu, cpu + engines))
+
+
 def _nth_trace(path: str | None, i: int) -> str | None:
     """Engine ``i``'s own stage trace file: ``NAME.i.npy`` for ``NAME.npy``."""
     if path is None:
@@ -313,10 +318,14 @@ class Supervisor:
         self._relays = [_Relay(r, engine_in[r % len(self.devices)], relay_out[r], self._mp.Event(), self._mp.Event())
                         for r in range(relays)]
         cfgs = []
+        # --cpu N with several engines: engine i's loop on CPU N + i, and no engine's other threads on any of them.
+        loop_cpus = engine_cpus(cfg.cpu, len(self.devices)) if many else ()
         for i, d in enumerate(self.devices):
             own = dict(stats=_nth_endpoint(cfg.stats, i), results=_nth_endpoint(cfg.results, i),
                        metrics_port=_nth_port(cfg.metrics_port, i),
                        trace_path=_nth_trace(cfg.trace_path, i)) if many else {}
+            if loop_cpus:
+                own.update(cpu=loop_cpus[i], cpu_keep_off=tuple(c for c in loop_cpus if c != loop_cpus[i]))
             if relays:  # the engine binds its relays' endpoint; relay r's results endpoint is relay_out[r]
                 wiring = dict(ingest=engine_in[i], ingest_connect=False, ingest_hwm=RELAY_HWM,
                               relay_results=tuple(relay_out))
