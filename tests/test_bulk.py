@@ -290,6 +290,51 @@ def test_bulk_batches_are_traced_in_order_and_summarized(sockets, tmp_path):
     assert 0 < s["loop_share"]["recv+match+submit"] <= 1 and s["match"]["max"] > 0
 
 
+def test_rows_class_pads_a_batch_to_few_launch_sizes():
+    from zmqrt.server import rows_class
+
+    assert [rows_class(k, 128) for k in (1, 2, 3, 4, 5, 6, 7, 9, 13, 17, 25, 33, 49, 65, 97, 128)] == \
+        [1, 2, 3, 4, 6, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 128]
+    assert rows_class(100, 100) == 100  # never past what one launch holds
+    for k in range(1, 300):
+        c = rows_class(k, 1 << 20)
+        assert k <= c < 2 * k or k <= 2
+    assert sorted({rows_class(k, 128) for k in range(1, 129)}) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128]
+
+
+def test_bulk_batches_run_as_launches_of_their_size_class_and_answer_only_their_rows(sockets):
+    ctx, pull, reply, ingest = sockets
+    server = Server(ServerConfig(backend="cpu", ingest=ingest, lanes=2, calibrate=False, batch_max=64), ctx=ctx)
+    seen = []
+    submit_rows = server.backend.submit_rows
+
+    def spy(lane, spec, inputs, checked, rows):
+        seen.append((len(inputs[0]), rows, checked.outputs[0][0]))
+        submit_rows(lane, spec, inputs, checked, rows)
+
+    server.backend.submit_rows = spy
+    try:
+        rng = np.random.default_rng()
+        x = rng.standard_normal((40, 256)).astype(np.float32)
+        frames = [encode_task(i, "vector_add", [x[i], x[i]], reply_to=reply) for i in range(40)]
+        for f in frames[:3]:  # the form's first frames: validated, then a byte template
+            server._accept(f)
+            server._poll_lanes()
+        at = 3
+        for k in (5, 6, 7, 19):
+            server._accept_backlog(frames[at:at + k], [time.monotonic_ns()] * k)
+            at += k
+            while server._busy_lanes:
+                server._poll_lanes()
+        got = _results(pull, 40)
+        assert len(got) == 40
+        for i in range(40):
+            np.testing.assert_array_equal(got[i].outputs[0], 2 * x[i])
+        assert seen == [(5, 6, (6, 256)), (6, 6, (6, 256)), (7, 8, (8, 256)), (19, 24, (24, 256))]
+    finally:
+        server.close()
+
+
 def test_a_burst_through_real_sockets_gets_every_result_once(sockets):
     ctx, pull, reply, ingest = sockets
     server = Server(ServerConfig(backend="cpu", ingest=ingest, lanes=2, calibrate=False, batch_max=64), ctx=ctx)

@@ -118,6 +118,9 @@ def test_a_backlog_read_as_one_batch_gives_every_task_its_own_rows(tmp_path, res
                 res = got[1000 * (round_ + 1) + i]
                 assert res.ok, (res.code, res.message)
                 np.testing.assert_allclose(res.outputs[0], a[i] + b[i], rtol=1e-6, atol=1e-6)
+        # Batches of 37 and 40 rows ran as launches of their size class, 48 rows (zmqrt.server.rows_class).
+        shapes = {key[1][0][0] for lane in range(2) for key in backend.lane(lane)._prepared}
+        assert (48, 256) in shapes and not shapes & {(37, 256), (40, 256)}
     finally:
         server.close()
         pull.close(0)

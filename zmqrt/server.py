@@ -83,6 +83,21 @@ _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: IntFlag.__and
 EXIT_GPU_FAULT = 3  # run_server's exit status after a fatal GPU fault: restart me (zmqrt.supervisor)
 
 
+def rows_class(k: int, cap: int) -> int:
+    """The launch size of a bulk batch of ``k`` rows: the smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (powers of
+    two and 1.5 times them) at least ``k``, and at most ``cap`` (the most one launch holds; ``k <= cap``).
+
+    Why: each launch size is prepared and captured as a CUDA graph once per lane, about a millisecond on the H200
+    host. At 200k tasks a second batch sizes wander over the whole range, so one size per batch size made several
+    hundred cold launches per engine in its first second: most of that run's service p99 (bench/NOTES.md 31).
+    At most half the rows are padding; a row-wise kernel computes them and nobody reads them."""
+    if k <= 2:
+        return k
+    p = 1 << (k - 1).bit_length()  # the power of two at or above k
+    c = p * 3 // 4 if p * 3 // 4 >= k else p
+    return min(c, cap)
+
+
 class _Row(NamedTuple):
     """What ``Server._fail`` reads of a task, for a bulk batch's rows (which have no Task objects)."""
 
@@ -441,9 +456,10 @@ class Server:
             keys = batch.keys()
         free = self._free_lanes
         lane = free.pop() if int(batch.priority.min()) == 0 else free.pop(0)
+        rows = rows_class(k, cap)
         try:
-            self.backend.submit(lane, form.spec, batch.inputs,
-                                self._checked_rows(form.spec, form.checked, batch.inputs, k), False)
+            self.backend.submit_rows(lane, form.spec, batch.inputs,
+                                     self._checked_rows(form.spec, form.checked, batch.inputs, rows), rows)
         except (TaskError, CudaError) as e:  # a row-wise kernel's own form never fails its check; answered all
             free.append(lane)
             code = Code.GPU_FAULT if isinstance(e, CudaError) else e.code
@@ -478,6 +494,9 @@ class Server:
         seen_ns = time.monotonic_ns() if btrace is not None else 0
         outputs = self.backend.collect(lane)
         done_ns = time.monotonic_ns()
+        k = len(batch)
+        if len(outputs[0]) != k:  # a padded launch (rows_class): the batch's rows come first
+            outputs = [o[:k] for o in outputs]
         dispatch_ns = self._lane_dispatch_ns[lane]
         form, kernel, _, _, _ = batch.rec
         missed = batch.deadline_ns < done_ns
@@ -497,7 +516,6 @@ class Server:
         else:
             self._relay_rows(batch, relays, payload, enc.length)
         sent_ns = time.monotonic_ns()
-        k = len(batch)
         if btrace is not None:
             btrace.add((int(recv_ns.min()), int(recv_ns.max()), *self._lane_marks[lane], seen_ns, done_ns, encoded_ns,
                         sent_ns, k, lane))
@@ -665,10 +683,13 @@ class Server:
 
     def _checked_rows(self, spec, checked, inputs: list[np.ndarray], k: int):
         """The checked object of ``k`` stacked rows of the form whose one-task checked object is ``checked``, built
-        once per (form, k). Raises TaskError as ``spec.check`` does (a row-wise kernel's own form never does)."""
+        once per (form, k). ``inputs``: stacked rows of that form, ``k`` or fewer (a padded bulk batch). Raises
+        TaskError as ``spec.check`` does (a row-wise kernel's own form never does)."""
         key = (id(checked), k)
         entry = self._batch_forms.get(key)
         if entry is None or entry[0] is not checked:
+            if len(inputs) and len(inputs[0]) != k:  # shapes of k rows: views of the first row
+                inputs = [np.broadcast_to(a[:1], (k, *a.shape[1:])) for a in inputs]
             entry = (checked, spec.check(inputs, checked.params))
             if len(self._batch_forms) >= 1024:
                 self._batch_forms.clear()

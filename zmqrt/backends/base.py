@@ -58,6 +58,13 @@ class Backend(ABC):
     def submit(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, timed: bool = True) -> None:
         """Start one task on an idle lane. ``timed`` asks for GPU stage times (a few µs of events on CUDA)."""
 
+    def submit_rows(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, rows: int) -> None:
+        """Run a batch of ``len(inputs[0])`` stacked rows (untimed) as a launch for ``rows`` rows (at least as many;
+        ``checked`` is the form of ``rows`` rows). The outputs' first ``len(inputs[0])`` rows are the batch's; the
+        rest are the padding's and mean nothing. Why: a launch prepared (and captured as a graph) per batch size
+        class instead of per batch size. Default: the batch as it is (a backend that prepares nothing)."""
+        self.submit(lane, spec, inputs, checked, False)
+
     @abstractmethod
     def poll(self, lane: int) -> bool: ...
 

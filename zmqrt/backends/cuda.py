@@ -19,7 +19,7 @@ from cuda.bindings import driver as cu
 from ..compiler import KernelCache, compile_registry, nvrtc_version
 from ..cuda import CudaError, Device, Module, check
 from .base import Backend, StageTimes
-from .lane import Lane
+from .lane import Lane, Prepared
 from .resident import ResidentLane, load_module, stop_all
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,11 @@ class CudaBackend(Backend):
         if entry is not None and entry[0] is checked:
             ln.submit(entry[1], inputs, timed)
             return
+        prep = self._prepare(ln, spec, inputs, checked)
+        ln.submit(prep, inputs, timed)
+
+    def _prepare(self, ln: Lane, spec, inputs: Sequence[np.ndarray], checked) -> Prepared:
+        """The lane's prepared launch for ``inputs``' shapes (built on first use), found by ``checked`` from now on."""
         params = checked.params
         key = (spec.name, tuple([(a.shape, a.dtype.num) for a in inputs]),
                tuple(params.values()) if params else ())
@@ -158,7 +163,23 @@ class CudaBackend(Backend):
             prep = ln.prepared(key, self._kernels[spec.name],
                                lambda: spec.plan([a.shape for a in inputs], params), inputs, checked.outputs)
         ln.remember(checked, prep)
-        ln.submit(prep, inputs, timed)
+        return prep
+
+    def submit_rows(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, rows: int) -> None:
+        resident = self._resident
+        if resident is not None:
+            on = self._on_resident[lane] = ResidentLane.accepts(spec.name, inputs)
+            if on:
+                resident[lane].submit(spec.name, inputs, checked)
+                return
+        ln = self._lanes[lane]
+        entry = ln.by_checked.get(id(checked))
+        if entry is not None and entry[0] is checked:
+            prep = entry[1]
+        else:  # shapes of `rows` rows: views of the first row, for the plan and the pinned views (never read)
+            padded = [np.broadcast_to(a[:1], (rows, *a.shape[1:])) for a in inputs]
+            prep = self._prepare(ln, spec, padded, checked)
+        ln.submit(prep, inputs, False, len(inputs[0]) if rows != len(inputs[0]) else None)
 
     def poll(self, lane: int) -> bool:
         if self._on_resident[lane]:

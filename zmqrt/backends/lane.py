@@ -131,14 +131,20 @@ class Lane:
             self.by_checked.clear()
         self.by_checked[id(checked)] = (checked, prep)
 
-    def submit(self, prep: Prepared, inputs: Sequence[np.ndarray], timed: bool = True) -> None:
+    def submit(self, prep: Prepared, inputs: Sequence[np.ndarray], timed: bool = True, rows: int | None = None
+               ) -> None:
         """Enqueue one task whose launch is ``prep`` (from :meth:`prepared` on this lane).
 
         ``timed`` records the four stage events (when the lane was built with timing); otherwise no event is
-        recorded and completion is a stream query: the same driver calls as the bare floor.
+        recorded and completion is a stream query: the same driver calls as the bare floor. ``rows``: the inputs
+        fill only the first ``rows`` rows of a launch prepared for more (a padded batch, ``submit_rows``).
         """
-        for view, a in zip(prep.in_views, inputs):  # noqa: B905 - same length by construction
-            view[...] = a
+        if rows is None:
+            for view, a in zip(prep.in_views, inputs):  # noqa: B905 - same length by construction
+                view[...] = a
+        else:
+            for view, a in zip(prep.in_views, inputs):  # noqa: B905
+                view[:rows] = a
         s = self._s
         timing = self._timed = timed and self.timing
         if not timing:
