@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead",
-           "persistent_floor", "resident_probe", "tail_analysis"]
+           "persistent_floor", "resident_probe", "tail_analysis", "batch_trace"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -196,3 +196,23 @@ def test_tail_analysis_says_when_there_is_nothing(tmp_path):
     out = subprocess.run([sys.executable, "bench/tail_analysis.py", str(tmp_path)], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "no dumps" in out.stderr
+
+
+def test_batch_trace_counts_slow_batches_per_second_and_leaves_out_the_warmup(tmp_path):
+    # 3 s of batches of 10 tasks every 1 ms, 400 µs each; the first 0.2 s take 3 ms: the warm-up holds every slow one.
+    from zmqrt.trace import BATCH_STAGES
+
+    k = len(BATCH_STAGES)
+    rows = np.zeros((3000, k + 2), np.int64)
+    t0 = np.arange(3000, dtype=np.int64) * 1_000_000 + 10**9
+    span = np.where(np.arange(3000) < 200, 3_000_000, 400_000)
+    for j in range(k):
+        rows[:, j] = t0 + span * j // (k - 1)
+    rows[:, k] = 10
+    path = tmp_path / "e.batches.npy"
+    np.save(path, rows)
+    out = subprocess.run([sys.executable, "bench/batch_trace.py", str(path)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "per second: [200, 0, 0]" in out.stdout
+    assert "after 1 s: p50 400 p99 400 p99.9 400 µs" in out.stdout
