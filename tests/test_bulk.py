@@ -500,3 +500,42 @@ def test_a_form_without_reply_to_is_answered_on_the_results_endpoint(sockets, tm
     finally:
         pull.close(0)
         server.close()
+
+
+def test_warming_decodes_and_encodes_again_without_a_trace(sockets):
+    # warm_us (spin mode): the last frame decoded and the last result encoded again while idle; nothing is sent,
+    # queued or counted.
+    ctx, pull, reply, ingest = sockets
+    server = Server(ServerConfig(backend="cpu", ingest=ingest, lanes=2, calibrate=False, spin=True, warm_us=20),
+                    ctx=ctx)
+    try:
+        x = np.ones(256, np.float32)
+        for i in range(3):
+            server._accept(encode_task(i, "vector_add", [x, x], reply_to=reply))
+            server._poll_lanes()
+        assert len(_results(pull, 3)) == 3
+        dec = server.decoder
+        before = (dec.templated, dec.fast, server.results_sent, server.tracker.ok, len(server.sched))
+        assert server._warm_frame is not None
+        if server._warm_result is None:  # the CPU backend's results carry stage times: the encoder of untimed ones
+            server._warm_result = (OkEncoder([2 * x]), 2, [2 * x])
+        for _ in range(5):
+            server._warm(time.monotonic_ns())
+        assert (dec.templated, dec.fast, server.results_sent, server.tracker.ok, len(server.sched)) == before
+        assert not server._busy_lanes and not pull.poll(200)
+        server._warm_frame = b"\x93not a task"  # a frame that decodes to a rejection: still nothing sent
+        server._warm(time.monotonic_ns())
+        assert not pull.poll(100)
+    finally:
+        server.close()
+
+
+def test_warm_us_is_validated_and_read_from_toml(tmp_path):
+    from zmqrt.config import build_config
+
+    assert build_config().warm_us == 0.0
+    with pytest.raises(ValueError, match="warm_us"):
+        build_config(warm_us=-1.0)
+    path = tmp_path / "zmqrt.toml"
+    path.write_text("[server]\nwarm_us = 20\n")
+    assert build_config(path).warm_us == 20
