@@ -115,7 +115,7 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
                        cpu=cpus["loop"] if cpus and not getattr(args, "free_loop", False) else None,
                        fifo_priority=args.fifo_priority,
-                       resident=args.resident, warm_us=args.warm_us)
+                       resident=args.resident)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:
@@ -198,8 +198,6 @@ def main() -> None:
                     "the kernel's RT throttling stops it for 50 ms a second: use it with blocking")
     ap.add_argument("--resident", action="store_true", help="run zmqrt with --resident (small vector_add on a "
                     "kernel resident on each lane)")
-    ap.add_argument("--warm-us", type=float, default=0.0, metavar="US", help="zmqrt --warm-us (spin mode: the task "
-                    "path re-run every US µs while idle to keep it in the caches; default 0: off)")
     ap.add_argument("--no-stats", action="store_true", help="run zmqrt without its stats endpoint (A/B: the loop "
                     "checks that socket once a millisecond)")
     ap.add_argument("--dump", metavar="DIR", help="with --trace: save zmqrt's raw loop trace and the producer's "

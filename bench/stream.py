@@ -48,8 +48,6 @@ def main() -> None:
     ap.add_argument("--admission-margin", type=float, default=3.0, metavar="K", help="server --admission-margin "
                     "(default 3: admission predicts mean + 3 mean absolute deviations of the service)")
     ap.add_argument("--resident", action="store_true", help="server --resident (small vector_add on resident lanes)")
-    ap.add_argument("--warm-us", type=float, default=0.0, metavar="US", help="server --warm-us (with --spin: the task "
-                    "path re-run every US µs while idle; default 0: off)")
     ap.add_argument("--warm-seconds", type=float, default=1.0)
     ap.add_argument("--batch-max", type=int, default=1, help="server --batch-max (default 1: off, as the server)")
     ap.add_argument("--out", default="stream", help="result name under bench/results (default stream)")
@@ -80,7 +78,7 @@ def main() -> None:
                        spin=args.spin, cpu=cpus["loop"] if cpus else None, batch_max=args.batch_max,
                        fifo_priority=args.fifo_priority,
                        admission_margin=args.admission_margin,
-                       resident=args.resident, warm_us=args.warm_us,
+                       resident=args.resident,
                        trace_path=f"{tmp}/trace.npy" if args.dump else None)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)

@@ -51,9 +51,6 @@ def _add_serve(sub) -> None:
                    "~/.cache/zmqrt)")
     p.add_argument("--spin", action="store_true", default=None, help="busy-poll even when idle (lowest latency, "
                    "burns a core)")
-    p.add_argument("--warm-us", type=float, metavar="US", help="with --spin: while idle, every US µs decode the last "
-                   "task's frame and encode its result again (thrown away), so the task path stays in the CPU's "
-                   "caches (default 0: off)")
     p.add_argument("--resident", action="store_true", default=None, help="serve small vector_add and saxpy tasks "
                    "(up to 4096 elements, untimed) from a kernel resident on each lane, fed through mapped host "
                    "memory: no driver call per task (service p50 39.7 -> 31.0 µs on an H200 host), at the cost of "
@@ -127,7 +124,7 @@ def cmd_serve(args) -> int:
     _setup_logging(args.verbose)
     overrides = {k: getattr(args, k) for k in (
         "backend", "device", "ingest", "results", "stats", "metrics_port", "policy", "lanes", "max_task_bytes",
-        "priority_levels", "queue_capacity", "admission", "admission_margin", "expire", "cache_dir", "spin", "warm_us",
+        "priority_levels", "queue_capacity", "admission", "admission_margin", "expire", "cache_dir", "spin",
         "stage_timing_every", "stage_timing_gap_ms",
         "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path",
         "batch_max", "bulk", "resident", "ingest_workers")}

@@ -46,9 +46,6 @@ class ServerConfig:
     kernels_dirs: list[str] = field(default_factory=list)
     cache_dir: str | None = None
     spin: bool = False  # busy-poll sockets and events even when idle
-    # With spin: while idle, decode the last task's frame again and encode its result again (both thrown away)
-    # every warm_us µs, so that code and its data stay in the CPU's caches for the next task. 0: off.
-    warm_us: float = 0.0
     # Small vector_add/saxpy tasks run on a kernel resident on each lane, fed through mapped host memory: no driver
     # call per task (zmqrt.backends.resident). Costs one SM per lane, polling host memory even when idle.
     resident: bool = False
@@ -136,8 +133,6 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"lanes must be 1..64, not {cfg.lanes}")
     if cfg.max_task_bytes < 1024:
         raise ValueError(f"max_task_bytes must be at least 1024, not {cfg.max_task_bytes}")
-    if cfg.warm_us < 0:
-        raise ValueError(f"warm_us must be >= 0 (0: off), not {cfg.warm_us}")
     if cfg.cpu is not None and cfg.cpu < 0:
         raise ValueError(f"cpu must be a CPU number >= 0, not {cfg.cpu}")
     if not 0 <= cfg.fifo_priority <= 99:

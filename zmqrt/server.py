@@ -161,9 +161,6 @@ class Server:
         self._lane_task: list[Task | None] = [None] * n
         self._lane_batch: list[list[Task] | None] = [None] * n  # the tasks of a batched launch (else None)
         self._batch_max = cfg.batch_max
-        # (warm_us) the last frame decoded and the last result encoded, run again while idle: see _warm
-        self._warm_frame: bytes | None = None
-        self._warm_result: tuple | None = None
         self._batch_forms: dict[tuple[int, int], tuple[object, object]] = {}  # (id(form), k) -> (form, checked_k)
         self.batches = 0
         self.batched_tasks = 0
@@ -277,7 +274,6 @@ class Server:
     def _accept(self, frame: bytes, recv_ns: int = 0) -> None:
         if not recv_ns:
             recv_ns = time.monotonic_ns()
-        self._warm_frame = frame
         self._seq += 1
         try:
             task = self._decode(frame, recv_ns, self._seq)
@@ -330,27 +326,6 @@ class Server:
         self._inflight_keys.add(key)
         if trace is not None:
             trace.buf[task.trace_row + ADMITTED] = time.monotonic_ns()
-
-    def _warm(self, now_ns: int) -> None:
-        """Decode the last frame and encode the last result again, and throw both away (``warm_us``, spin mode).
-
-        Why: at 10 kHz the task path runs once per 100 µs, and between tasks a spinning loop runs only its poll
-        code; the decode then measured 2 to 3 times its back-to-back cost (bench/NOTES.md 31). This keeps the
-        decoder's and encoder's code and data in the CPU's caches. Neither touches the server's state (the
-        decoder's counters are restored); a frame arriving meanwhile waits for it, a few µs at most."""
-        dec = self.decoder
-        frame = self._warm_frame
-        if frame is not None:
-            counts = dec.templated, dec.fast
-            try:
-                dec.decode(frame, now_ns, 0)
-            except Exception:  # noqa: BLE001 - a frame that decodes to a rejection warms that path instead
-                pass
-            dec.templated, dec.fast = counts
-        result = self._warm_result
-        if result is not None:
-            encoder, task_id, outputs = result
-            encoder.encode(task_id, outputs, False, 0.0, 0.0)
 
     def _probe(self, task: Task, now_ns: int) -> bool:
         """Admit an infeasible-looking task anyway after a long streak of rejections of its (kernel, size class).
@@ -845,7 +820,6 @@ class Server:
                 entry = self._encoders[id(checked)] = (checked, OkEncoder(outputs))
             payload = entry[1].encode(task.id, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
                                       (done_ns - recv_ns) * _NS_PER_US)
-            self._warm_result = (entry[1], task.id, outputs)
         encoded_ns = time.monotonic_ns() if trace is not None else 0
         self.router.send(task.reply_to, payload)
         sent_ns = time.monotonic_ns()
@@ -1099,8 +1073,6 @@ class Server:
         monotonic_ns = time.monotonic_ns
         NOBLOCK = int(zmq.NOBLOCK)
         router = self.router
-        warm_ns = int(self.cfg.warm_us * 1000) if spin else 0
-        last_warm_ns = 0
         while not self._stop.is_set():
             # One frame per pass while a lane is free, then completions, then dispatch: a task read while a lane
             # is free starts at once. Reading a batch of 64 first made a burst wait for all 64 decodes (~0.5 ms)
@@ -1174,9 +1146,6 @@ class Server:
                 young, middle, _ = gc_count()
                 if young > _GC_IDLE_THRESHOLD:
                     gc_collect(1 if middle > 10 else 0)
-                if warm_ns and now - last_warm_ns >= warm_ns:
-                    last_warm_ns = now
-                    self._warm(now)
                 if not spin:
                     if wait_in_recv and not router.backlog:
                         # Wait in recv itself, as the prototype does: the frame is in hand when the loop wakes. A
