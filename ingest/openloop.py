@@ -11,7 +11,6 @@ against one server each get exactly their own results.
 
 from __future__ import annotations
 
-import gc
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -117,7 +116,6 @@ def run_open_loop(
     ``curve`` = (producer secret certificate, server public certificate) for a server with CURVE on.
     """
     own_ctx = ctx is None
-    gc_was_on, froze = gc.isenabled(), False
     ctx = ctx or zmq.Context()
     pull = ctx.socket(zmq.PULL)
     push = ctx.socket(zmq.PUSH)
@@ -141,16 +139,6 @@ def run_open_loop(
             for i, p in enumerate(plan)
         ]
         records = [Record(i, p.tag, p.kernel, p.priority, p.at_ns) for i, p in enumerate(plan)]
-        # No collector passes while sending: a full one walks every Record (three tracked objects per task, a million
-        # at 200k tasks/s over 10 s) and stalled a producer for milliseconds, and its results waited meanwhile:
-        # that was the producers' round-trip p99 of 7 to 18 ms at 200k/s (bench/NOTES.md 31). The loop makes no
-        # reference cycles; the collector is back on (and the records unfrozen) when it returns.
-        if gc_was_on:
-            froze = gc.get_freeze_count() == 0  # (a server in this process may have frozen its own already)
-            if froze:
-                gc.collect()
-                gc.freeze()
-            gc.disable()
         pc = time.perf_counter_ns
         recv = pull.recv
         nonblock = zmq.NOBLOCK
@@ -232,10 +220,6 @@ def run_open_loop(
             progress(done, n)
         return records
     finally:
-        if froze:
-            gc.unfreeze()
-        if gc_was_on:
-            gc.enable()
         push.close(linger=0)
         pull.close(linger=0)
         if own_ctx:
