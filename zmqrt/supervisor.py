@@ -50,8 +50,12 @@ from .relay import RELAY_HWM, relay_endpoints
 log = logging.getLogger("zmqrt")
 
 EXIT_GAVE_UP = 4  # the supervisor's exit status after too many restarts in the window
-_ENGINE_HWM = 1000  # frames queued towards one engine; a backlog beyond that waits in the proxy, where any engine
-# can take it, rather than behind one engine that may die with it
+# Frames queued towards one engine (the fan-out's send side and the engine's receive side each): a backlog beyond
+# that waits in the proxy, where any engine can take it, rather than behind one engine that may die with it or fall
+# behind. 1000 each way let a busy engine hold 40 ms of work at 50k tasks/s: its tasks waited there, before the
+# engine's receipt (so outside its service time), and the producers' round-trip p99 was 7 to 21 ms while the
+# engines' own was under 1 ms (bench/NOTES.md 31). 64 is the throughput setting's --batch-max.
+_ENGINE_HWM = 64
 _CURVE_FIELDS = ("curve_secret", "allowed_keys")
 
 
