@@ -52,9 +52,9 @@ log = logging.getLogger("zmqrt")
 EXIT_GAVE_UP = 4  # the supervisor's exit status after too many restarts in the window
 # Frames queued towards one engine (the fan-out's send side and the engine's receive side each): a backlog beyond
 # that waits in the proxy, where any engine can take it, rather than behind one engine that may die with it or fall
-# behind. 1000 each way let a busy engine hold 40 ms of work at 50k tasks/s: its tasks waited there, before the
-# engine's receipt (so outside its service time), and the producers' round-trip p99 was 7 to 21 ms while the
-# engines' own was under 1 ms (bench/NOTES.md 31). 64 is the throughput setting's --batch-max.
+# behind. 1000 each way let a busy engine hold up to 40 ms of work at 50k tasks/s, waiting before the engine's
+# receipt, so outside its service time. 64 is the throughput setting's --batch-max. (Session 16, call 9: no
+# measurable change in the producers' round-trip p99, which stays 2 to 12 ms from other causes; bench/NOTES.md 31.)
 _ENGINE_HWM = 64
 _CURVE_FIELDS = ("curve_secret", "allowed_keys")
 
