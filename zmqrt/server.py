@@ -89,7 +89,8 @@ def rows_class(k: int, cap: int) -> int:
 
     Why: each launch size is prepared and captured as a CUDA graph once per lane, about a millisecond on the H200
     host. At 200k tasks a second batch sizes wander over the whole range, so one size per batch size made several
-    hundred cold launches per engine in its first second: most of that run's service p99 (bench/NOTES.md 31).
+    hundred cold launches per engine in its first second, which held most of a run's slowest 1% of batches
+    (bench/NOTES.md 31).
     At most half the rows are padding; a row-wise kernel computes them and nobody reads them."""
     if k <= 2:
         return k
@@ -1111,8 +1112,8 @@ class Server:
                         pass
                     receiver.frames += len(frames) - 1
                     # Finish what the GPU has done before decoding this backlog: its results are older than these
-                    # frames, and waited behind this backlog's decode and launch (about 300 µs on the H200 host,
-                    # most of the bulk path's service time at 200k tasks/s: bench/NOTES.md 31).
+                    # frames, and would wait behind this backlog's decode and launch (150 to 350 µs on the H200 host
+                    # at 200k tasks/s; the A/B was within that host's spread, bench/NOTES.md 31).
                     if self._busy_lanes and self._poll_lanes():
                         progressed = True
                     self._accept_backlog(frames, stamps)
