@@ -204,6 +204,11 @@ def test_client_on_server_results_endpoint(zmq_ctx, endpoint, registry):
             deadline = time.monotonic() + 5
             while not router.send(None, payload) and time.monotonic() < deadline:
                 time.sleep(0.01)  # until the client's connection is up there is no peer
+            # Taken may mean held: a result sent before the client's connection is up waits in the router's backlog
+            # until a flush (the server's loop flushes every pass).
+            while not fut.done() and time.monotonic() < deadline:
+                router.flush()
+                time.sleep(0.01)
             assert fut.result(5).outputs[0][0] == 2.0
     finally:
         router.close(linger_ms=0)
