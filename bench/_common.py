@@ -92,16 +92,9 @@ def md_row(cells) -> str:
 
 def _siblings(cpu: int) -> set[int]:
     """``cpu`` and its SMT siblings (from sysfs; just ``cpu`` where the topology is not exposed)."""
-    path = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return {cpu}
-    out: set[int] = set()
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out.update(range(int(lo), int(hi or lo) + 1))
-    return out
+    from zmqrt.placement import thread_siblings
+
+    return thread_siblings(cpu)
 
 
 def cpu_plan() -> dict | None:

@@ -133,24 +133,34 @@ class CudaBackend(Backend):
         return self._kernels[name]
 
     def submit(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, timed: bool = True) -> None:
-        resident = self._resident
-        if resident is not None:
-            # An untimed small elementwise task goes to the lane's resident block: no driver call at all.
-            on = self._on_resident[lane] = (not (timed and self._timing)
-                                            and ResidentLane.accepts(spec.name, inputs))
-            if on:
-                resident[lane].submit(spec.name, inputs, checked)
-                return
+        if self._resident is not None and self._resident_took(lane, spec, inputs, checked, timed):
+            return
         ln = self._lanes[lane]
         # Tasks of one form share one ``checked`` object (ingest.fastdecode memoizes it), so its identity finds
         # the prepared launch without building the shape key (~1.5 µs). The entry keeps ``checked`` alive, so
         # an id is never reused while it is in the table.
         entry = ln.by_checked.get(id(checked))
-        if entry is not None and entry[0] is checked:
-            ln.submit(entry[1], inputs, timed)
-            return
-        prep = self._prepare(ln, spec, inputs, checked)
+        prep = entry[1] if entry is not None and entry[0] is checked else self._prepare(ln, spec, inputs, checked)
         ln.submit(prep, inputs, timed)
+
+    def submit_rows(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, rows: int) -> None:
+        if self._resident is not None and self._resident_took(lane, spec, inputs, checked, False):
+            return
+        ln = self._lanes[lane]
+        entry = ln.by_checked.get(id(checked))
+        if entry is not None and entry[0] is checked:
+            prep = entry[1]
+        else:  # shapes of `rows` rows: views of the first row, for the plan and the pinned views (never read)
+            padded = [np.broadcast_to(a[:1], (rows, *a.shape[1:])) for a in inputs]
+            prep = self._prepare(ln, spec, padded, checked)
+        ln.submit(prep, inputs, False, len(inputs[0]) if rows != len(inputs[0]) else None)
+
+    def _resident_took(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, timed: bool) -> bool:
+        """An untimed small elementwise task goes to the lane's resident block: no driver call at all."""
+        on = self._on_resident[lane] = (not (timed and self._timing) and ResidentLane.accepts(spec.name, inputs))
+        if on:
+            self._resident[lane].submit(spec.name, inputs, checked)
+        return on
 
     def _prepare(self, ln: Lane, spec, inputs: Sequence[np.ndarray], checked) -> Prepared:
         """The lane's prepared launch for ``inputs``' shapes (built on first use), found by ``checked`` from now on."""
@@ -164,22 +174,6 @@ class CudaBackend(Backend):
                                lambda: spec.plan([a.shape for a in inputs], params), inputs, checked.outputs)
         ln.remember(checked, prep)
         return prep
-
-    def submit_rows(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, rows: int) -> None:
-        resident = self._resident
-        if resident is not None:
-            on = self._on_resident[lane] = ResidentLane.accepts(spec.name, inputs)
-            if on:
-                resident[lane].submit(spec.name, inputs, checked)
-                return
-        ln = self._lanes[lane]
-        entry = ln.by_checked.get(id(checked))
-        if entry is not None and entry[0] is checked:
-            prep = entry[1]
-        else:  # shapes of `rows` rows: views of the first row, for the plan and the pinned views (never read)
-            padded = [np.broadcast_to(a[:1], (rows, *a.shape[1:])) for a in inputs]
-            prep = self._prepare(ln, spec, padded, checked)
-        ln.submit(prep, inputs, False, len(inputs[0]) if rows != len(inputs[0]) else None)
 
     def poll(self, lane: int) -> bool:
         if self._on_resident[lane]:
