@@ -29,14 +29,19 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_pin_loop_clears_the_loop_cpu_of_other_threads():
+def _run_child(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter (affinity changes stay there); its last stdout line, as JSON."""
     import json
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": root})
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_pin_loop_clears_the_loop_cpu_of_other_threads():
+    out = _run_child(CHILD)
     assert out["me"] == [out["cpu"]]
     assert out["others"] and all(out["cpu"] not in cpus and cpus for cpus in out["others"])
     assert out["lines"][0] == f"loop thread pinned to CPU {out['cpu']}" and "moved" in out["lines"][1]
@@ -66,13 +71,7 @@ CHILD_KEEP_OFF = textwrap.dedent("""
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 3 if hasattr(os, "sched_getaffinity") else True,
                     reason="needs 3 CPUs: the loop's, a sibling engine's, and one for the other threads")
 def test_other_threads_stay_off_sibling_engines_loop_cpus():
-    import json
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", CHILD_KEEP_OFF], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": root})
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _run_child(CHILD_KEEP_OFF)
     assert out["others"] and all(out["cpu"] not in c and out["off"] not in c and c for c in out["others"])
 
 

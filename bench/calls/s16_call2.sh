@@ -2,9 +2,7 @@
 # (poll the lanes between the backlog's recv and its decode). Three engines on GPU 0 under MPS, 230k/s offered by
 # 6 producers, 6 s, order base, new, new, base, every engine traced; then four engines (new) and the loop alone.
 source .whl/env.sh; export OUT; source bench/_run.sh
-export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
-mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
-CUDA_VISIBLE_DEVICES=0 nvidia-cuda-mps-control -d && echo "mps started" && sleep 1
+mps_on
 side() {
   local dir=. ; [ "$1" = base ] && dir=_base
   ( cd "$dir" && export PYTHONPATH="$PWD:/tmp/site" && mkdir -p bench/results/ab/session16 &&
@@ -13,8 +11,7 @@ side() {
 }
 side base 1; side new 1; side new 2; side base 2
 TAIL=6 run four-new 90 python3 bench/scaleout.py --configs 0,0,0,0 --rate 230000 --processes 6 --seconds 6 --batch-max 64 --trace $OUT/traces/four --out ab/session16/call2-four
-echo quit | nvidia-cuda-mps-control; sleep 2
-unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+mps_off
 TAIL=4 run alone 60 python3 bench/relay_engine.py --direct --tasks 100000 --batch-max 128 --trace $OUT/traces/alone --out ab/session16/call2-alone
 tar czf "$OUT/results.tgz" bench/results/ab/session16/call2-* _base/bench/results/ab/session16/call2-* "$OUT"/*.log 2>/dev/null
 tar czf "$OUT/traces.tgz" -C $OUT traces 2>/dev/null; rm -rf $OUT/traces

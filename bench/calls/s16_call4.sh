@@ -3,16 +3,14 @@
 # base, new, new, base, traced; then this tree for 10 s untraced, and the GPU batching tests.
 source .whl/env.sh; export OUT; source bench/_run.sh
 R=ab/session16
-export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
-mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
-CUDA_VISIBLE_DEVICES=0 nvidia-cuda-mps-control -d && echo "mps started" && sleep 1
+mps_on
 side() { local dir=. ; [ "$1" = base ] && dir=_base
   ( cd "$dir" && export PYTHONPATH="$PWD:/tmp/site" && mkdir -p bench/results/$R &&
     TAIL=6 run "four-$1-$2" 90 python3 bench/scaleout.py --configs 0,0,0,0 --rate 220000 --processes 6 --seconds 6 \
       --batch-max 64 --engine-cpu 2 --trace "$OUT/traces/$1-$2" --out "$R/call4-four-$1-$2" ) }
 side base 1; side new 1; side new 2; side base 2
 TAIL=6 run four-10s 90 python3 bench/scaleout.py --configs 0,0,0,0 --rate 220000 --processes 6 --seconds 10 --batch-max 64 --engine-cpu 2 --out $R/call4-four-10s
-echo quit | nvidia-cuda-mps-control; sleep 2
+mps_off
 TAIL=3 run gpu-batching 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu_batching.py
 tar czf "$OUT/results.tgz" bench/results/$R/call4-* _base/bench/results/$R/call4-* "$OUT"/*.log 2>/dev/null
 tar czf "$OUT/traces.tgz" -C $OUT traces 2>/dev/null; rm -rf $OUT/traces

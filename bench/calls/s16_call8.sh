@@ -1,15 +1,3 @@
 # A/B of the producers' collector (ingest/openloop.py): _base/ (collector on) against this tree (off while
-# sending). Four engines on GPU 0, MPS, loops pinned from CPU 2, 220k/s offered by 6 producers, 10 s, base, new, new.
-source .whl/env.sh; export OUT; source bench/_run.sh
-R=ab/session16
-export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
-mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
-CUDA_VISIBLE_DEVICES=0 nvidia-cuda-mps-control -d && echo "mps started" && sleep 1
-side() { local dir=. ; [ "$1" = base ] && dir=_base
-  ( cd "$dir" && export PYTHONPATH="$PWD:/tmp/site" && mkdir -p bench/results/$R &&
-    TAIL=1 run "e4-$1-$2" 100 python3 bench/scaleout.py --configs 0,0,0,0 --rate 220000 --processes 6 --seconds 10 \
-      --batch-max 64 --engine-cpu 2 --out "$R/call8-e4-$1-$2"; grep -E "^devices" "$OUT/e4-$1-$2.log" ) }
-side base 1; side new 1; side new 2
-echo quit | nvidia-cuda-mps-control; sleep 2
-tar czf "$OUT/results.tgz" bench/results/$R/call8-* _base/bench/results/$R/call8-* "$OUT"/*.log 2>/dev/null
-rm -f "$OUT"/*.log
+# sending), base, new, new. (As run, this script spelled out what s16_e4_ab.sh does.)
+bash bench/calls/s16_e4_ab.sh call8 base-1 new-1 new-2
