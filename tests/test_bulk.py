@@ -500,3 +500,15 @@ def test_a_form_without_reply_to_is_answered_on_the_results_endpoint(sockets, tm
     finally:
         pull.close(0)
         server.close()
+
+
+def test_the_batch_trace_ring_keeps_the_newest_rows_oldest_first():
+    from zmqrt.trace import BATCH_COLUMNS, BatchTrace
+
+    ring = BatchTrace(capacity=2)
+    for i in range(3):
+        ring.add(tuple(range(i, i + len(BATCH_COLUMNS))))
+    rows = ring.to_numpy()
+    assert rows[:, 0].tolist() == [1, 2] and rows.shape == (2, len(BATCH_COLUMNS))
+    with pytest.raises(ValueError, match="capacity"):
+        BatchTrace(capacity=0)

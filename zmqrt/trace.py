@@ -19,14 +19,31 @@ RECV, DECODED, ADMITTED, POPPED, SUBMITTED, SEEN_DONE, COLLECTED, ENCODED, SENT 
 _N = len(STAGES)
 
 
-class StageTrace:
-    """A ring of ``capacity`` task rows; task ``seq`` owns row ``seq % capacity``."""
+class _Ring:
+    """``capacity`` rows of ``width`` int64 in one preallocated ``array('q')``; row ``i`` of ``n`` written so far
+    lives at ``i % capacity``."""
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, capacity: int, width: int) -> None:
         if capacity < 1:
             raise ValueError("trace capacity must be >= 1")
         self.capacity = capacity
-        self.buf = array("q", bytes(8 * _N * capacity))
+        self.buf = array("q", bytes(8 * width * capacity))
+        self._width = width
+
+    def _rows(self, n: int) -> np.ndarray:
+        """The last ``min(n, capacity)`` rows of ``n`` written, oldest first (a copy)."""
+        rows = np.frombuffer(self.buf, dtype=np.int64).reshape(self.capacity, self._width)
+        if n <= self.capacity:
+            return rows[:n].copy()
+        start = n % self.capacity
+        return np.concatenate([rows[start:], rows[:start]])
+
+
+class StageTrace(_Ring):
+    """A ring of ``capacity`` task rows; task ``seq`` owns row ``seq % capacity``."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        super().__init__(capacity, _N)
         self.max_seq = -1
 
     def row(self, seq: int) -> int:
@@ -38,12 +55,7 @@ class StageTrace:
         return base
 
     def to_numpy(self) -> np.ndarray:
-        rows = np.frombuffer(self.buf, dtype=np.int64).reshape(self.capacity, _N)
-        n = self.max_seq + 1
-        if n <= self.capacity:
-            return rows[:n].copy()
-        start = n % self.capacity  # oldest row first
-        return np.concatenate([rows[start:], rows[:start]])
+        return self._rows(self.max_seq + 1)
 
     def dump(self, path: str | Path) -> Path:
         path = Path(path)
@@ -87,14 +99,11 @@ BATCH_COLUMNS = (*BATCH_STAGES, "n", "lane")
 _NB = len(BATCH_COLUMNS)
 
 
-class BatchTrace:
+class BatchTrace(_Ring):
     """A ring of ``capacity`` bulk-batch rows (columns ``BATCH_COLUMNS``), filled at each batch's completion."""
 
     def __init__(self, capacity: int = 100_000) -> None:
-        if capacity < 1:
-            raise ValueError("trace capacity must be >= 1")
-        self.capacity = capacity
-        self.buf = array("q", bytes(8 * _NB * capacity))
+        super().__init__(capacity, _NB)
         self.count = 0
 
     def add(self, values: tuple) -> None:
@@ -104,11 +113,7 @@ class BatchTrace:
         self.count += 1
 
     def to_numpy(self) -> np.ndarray:
-        rows = np.frombuffer(self.buf, dtype=np.int64).reshape(self.capacity, _NB)
-        if self.count <= self.capacity:
-            return rows[:self.count].copy()
-        start = self.count % self.capacity
-        return np.concatenate([rows[start:], rows[:start]])
+        return self._rows(self.count)
 
 
 def batch_trace_path(trace_path: str | Path) -> Path:
