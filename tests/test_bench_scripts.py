@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead",
-           "persistent_floor", "resident_probe", "tail_analysis", "batch_trace"]
+           "persistent_floor", "resident_probe", "tail_analysis", "batch_trace", "scaleout", "relay_engine",
+           "bulk_profile", "restart_time"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -216,3 +219,27 @@ def test_batch_trace_counts_slow_batches_per_second_and_leaves_out_the_warmup(tm
     assert out.returncode == 0, out.stderr
     assert "per second: [200, 0, 0]" in out.stdout
     assert "after 1 s: p50 400 p99 400 p99.9 400 µs" in out.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux CPU affinity and at least 2 CPUs")
+def test_scaleout_keeps_the_producers_off_the_engines_cpus():
+    # In a child process: the affinity change must not leak into the test session.
+    code = textwrap.dedent("""
+        import os, json, sys
+        sys.path.insert(0, "bench")
+        from scaleout import _keep_producers_off
+        allowed = sorted(os.sched_getaffinity(0))
+        engine = allowed[-1]
+        before = _keep_producers_off((engine,))
+        during = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, before)
+        print(json.dumps({"engine": engine, "during": during, "after": sorted(os.sched_getaffinity(0)),
+                          "allowed": allowed, "none": _keep_producers_off(())}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["engine"] not in out["during"] and out["during"]
+    assert out["after"] == out["allowed"] and out["none"] is None
