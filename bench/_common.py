@@ -90,17 +90,12 @@ def md_row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def _siblings(cpu: int) -> set[int]:
-    """``cpu`` and its SMT siblings (from sysfs; just ``cpu`` where the topology is not exposed)."""
-    from zmqrt.placement import thread_siblings
-
-    return thread_siblings(cpu)
-
-
 def cpu_plan() -> dict | None:
     """Separate cores for the server under test and the producer, so neither spins on the other's core or SMT
     sibling: ``{"loop": A, "server": {A, B}, "producer": rest}`` (B for ZeroMQ's I/O thread), or None with
     fewer than 4 usable CPUs."""
+    from zmqrt.placement import thread_siblings
+
     try:
         avail = sorted(os.sched_getaffinity(0))
     except AttributeError:
@@ -108,11 +103,11 @@ def cpu_plan() -> dict | None:
     if len(avail) < 4:
         return None
     loop = avail[-1]
-    taken = _siblings(loop)
+    taken = thread_siblings(loop)
     io = next((c for c in reversed(avail) if c not in taken), None)
     if io is None:
         return None
-    taken |= _siblings(io)
+    taken |= thread_siblings(io)
     producer = {c for c in avail if c not in taken}
     return {"loop": loop, "server": {loop, io}, "producer": producer} if producer else None
 

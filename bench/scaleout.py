@@ -56,8 +56,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
         thread = threading.Thread(target=sup.run, daemon=True)
         thread.start()
         lg.endpoint = sup.ingest_endpoint
-        kept = _keep_producers_off(engine_cpus(args.engine_cpu, len(devices)) if len(devices) > 1
-                                   else (() if args.engine_cpu is None else (args.engine_cpu,)))
+        kept = _keep_producers_off(engine_cpus(args.engine_cpu, len(devices)))
         t0 = time.perf_counter()
         try:
             res = run_loadgen(lg)

@@ -34,6 +34,7 @@ from ingest.receiver import Receiver
 from ingest.results import ResultRouter
 
 from .backends import Backend, make_backend
+from .backends.base import rows_like
 from .compiler import KernelCache
 from .config import ServerConfig
 from .cuda import CudaError
@@ -690,7 +691,7 @@ class Server:
         entry = self._batch_forms.get(key)
         if entry is None or entry[0] is not checked:
             if len(inputs) and len(inputs[0]) != k:  # shapes of k rows: views of the first row
-                inputs = [np.broadcast_to(a[:1], (k, *a.shape[1:])) for a in inputs]
+                inputs = rows_like(inputs, k)
             entry = (checked, spec.check(inputs, checked.params))
             if len(self._batch_forms) >= 1024:
                 self._batch_forms.clear()

@@ -37,6 +37,12 @@ def align_up(n: int, a: int = SLOT_ALIGN_BYTES) -> int:
     return (n + a - 1) // a * a
 
 
+def rows_like(inputs: Sequence[np.ndarray], rows: int) -> list[np.ndarray]:
+    """Stand-ins of ``rows`` stacked rows for ``inputs`` (stacked rows of one form): each a read-only view of the
+    first row, for what needs only shapes and dtypes (a kernel's check, a launch's plan), never for data."""
+    return [np.broadcast_to(a[:1], (rows, *a.shape[1:])) for a in inputs]
+
+
 def packed_bytes(nbytes: Sequence[int]) -> int:
     """Bytes one slot needs for arrays of these sizes laid out at aligned offsets."""
     total = 0

@@ -18,7 +18,7 @@ from cuda.bindings import driver as cu
 
 from ..compiler import KernelCache, compile_registry, nvrtc_version
 from ..cuda import CudaError, Device, Module, check
-from .base import Backend, StageTimes
+from .base import Backend, StageTimes, rows_like
 from .lane import Lane, Prepared
 from .resident import ResidentLane, load_module, stop_all
 
@@ -151,8 +151,7 @@ class CudaBackend(Backend):
         if entry is not None and entry[0] is checked:
             prep = entry[1]
         else:  # shapes of `rows` rows: views of the first row, for the plan and the pinned views (never read)
-            padded = [np.broadcast_to(a[:1], (rows, *a.shape[1:])) for a in inputs]
-            prep = self._prepare(ln, spec, padded, checked)
+            prep = self._prepare(ln, spec, rows_like(inputs, rows), checked)
         ln.submit(prep, inputs, False, len(inputs[0]) if rows != len(inputs[0]) else None)
 
     def _resident_took(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, timed: bool) -> bool:
