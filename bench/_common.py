@@ -90,10 +90,11 @@ def md_row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def cpu_plan() -> dict | None:
+def cpu_plan(loop: int | None = None, near: set[int] | None = None) -> dict | None:
     """Separate cores for the server under test and the producer, so neither spins on the other's core or SMT
     sibling: ``{"loop": A, "server": {A, B}, "producer": rest}`` (B for ZeroMQ's I/O thread), or None with
-    fewer than 4 usable CPUs."""
+    fewer than 4 usable CPUs. ``loop``: the loop's CPU (default: the highest of ``near``, the GPU's own NUMA node's
+    CPUs where known, else the highest CPU); B is the CPU nearest to it by number that is not its sibling."""
     from zmqrt.placement import thread_siblings
 
     try:
@@ -102,14 +103,28 @@ def cpu_plan() -> dict | None:
         return None
     if len(avail) < 4:
         return None
-    loop = avail[-1]
+    if loop is None or loop not in avail:
+        local = [c for c in avail if c in (near or ())]
+        loop = local[-1] if local else avail[-1]
     taken = thread_siblings(loop)
-    io = next((c for c in reversed(avail) if c not in taken), None)
+    io = min((c for c in avail if c not in taken), key=lambda c: (abs(c - loop), -c), default=None)
     if io is None:
         return None
     taken |= thread_siblings(io)
     producer = {c for c in avail if c not in taken}
     return {"loop": loop, "server": {loop, io}, "producer": producer} if producer else None
+
+
+def gpu_cpus(ordinal: int = 0) -> set[int]:
+    """The CPUs of GPU ``ordinal``'s NUMA node (empty where unknown, or without a driver)."""
+    from zmqrt.placement import gpu_local_cpus
+
+    try:
+        from zmqrt.cuda import pci_bus_id
+
+        return gpu_local_cpus(pci_bus_id(ordinal))
+    except Exception:  # no driver or no device: placement falls back to the highest CPUs
+        return set()
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import card_name, cpu_plan, environment, md_row, spawn_on, summarize, write_results  # noqa: E402,E501
+from bench._common import card_name, cpu_plan, environment, gpu_cpus, md_row, spawn_on, summarize, write_results  # noqa: E402,E501
 from ingest.openloop import Planned, run_open_loop  # noqa: E402
 
 MIX = (("vector_add", 0, 50.0), ("matmul", 1, 100.0), ("fft", 0, 75.0))
@@ -56,8 +56,13 @@ def main() -> None:
                     "files in DIR")
     ap.add_argument("--no-pin", action="store_true", help="share all CPUs (default: the server's loop, the "
                     "server and the producer get separate cores, as bench/roundtrip.py does)")
+    ap.add_argument("--loop-cpu", type=int, metavar="N", help="the server loop's CPU (default: the highest CPU of "
+                    "GPU 0's NUMA node where sysfs says which, else the highest CPU); its I/O thread gets the nearest "
+                    "other core")
     args = ap.parse_args()
-    cpus = None if args.no_pin else cpu_plan()
+    near = gpu_cpus(0)
+    cpus = None if args.no_pin else cpu_plan(args.loop_cpu, near)
+    print(f"GPU 0's NUMA node CPUs: {','.join(map(str, sorted(near))) or 'not known'}", flush=True)
     if cpus:
         os.sched_setaffinity(0, cpus["producer"])  # the open-loop producer spins: keep it off the server's cores
 

@@ -30,14 +30,46 @@ def thread_siblings(cpu: int) -> set[int]:
     """The CPUs sharing ``cpu``'s physical core (hyperthreads), ``cpu`` included; {cpu} where sysfs does not say."""
     try:
         with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
-            text = f.read().strip()
-    except OSError:
+            return parse_cpulist(f.read()) | {cpu}
+    except (OSError, ValueError):
         return {cpu}
+
+
+def parse_cpulist(text: str) -> set[int]:
+    """CPUs of a sysfs list such as ``0-15,32-47`` (empty text: none)."""
     out: set[int] = set()
-    for part in text.split(","):
+    for part in text.strip().split(","):
+        if not part:
+            continue
         lo, _, hi = part.partition("-")
         out.update(range(int(lo), int(hi or lo) + 1))
-    return out | {cpu}
+    return out
+
+
+def gpu_local_cpus(pci_bus_id: str, sysfs: str = "/sys") -> set[int]:
+    """The CPUs on the NUMA node of the PCI device ``pci_bus_id`` (``0000:1A:00.0``, as ``cuDeviceGetPCIBusId`` or
+    nvidia-smi write it), or an empty set where sysfs does not say (no NUMA information, a VM that hides it).
+
+    Why: the loop polls the GPU's completion in host memory, and a resident block reads its inputs from host memory
+    over PCIe. From a CPU on the other socket each of those crosses the link between the sockets as well."""
+    bus = pci_bus_id.strip().lower()
+    if bus.count(":") == 1:  # nvidia-smi's 8-digit domain or none at all: sysfs wants 4 digits
+        bus = "0000:" + bus
+    domain, rest = bus.split(":", 1)
+    bus = f"{int(domain, 16):04x}:{rest}"
+    try:
+        with open(f"{sysfs}/bus/pci/devices/{bus}/local_cpulist") as f:
+            cpus = parse_cpulist(f.read())
+    except (OSError, ValueError):
+        return set()
+    try:
+        with open(f"{sysfs}/bus/pci/devices/{bus}/numa_node") as f:
+            node = int(f.read().strip())
+    except (OSError, ValueError):
+        node = -1
+    if node < 0:  # no NUMA affinity: local_cpulist then lists every CPU, which says nothing
+        return set()
+    return cpus
 
 
 def pin_loop(cpu: int | None, fifo_priority: int = 0, keep_off: Iterable[int] = ()) -> list[str]:

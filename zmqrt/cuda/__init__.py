@@ -4,7 +4,7 @@ Importing this package does not touch the driver; :func:`init_driver` (called by
 """
 
 from ._check import CudaError, CudaOutOfMemory, CudaUnavailable, check, query
-from ._device import Context, Device, DeviceInfo, device_count, driver_version, init_driver
+from ._device import Context, Device, DeviceInfo, device_count, driver_version, init_driver, pci_bus_id
 from ._event import Event
 from ._graph import Graph
 from ._memory import DeviceBuffer, PinnedBuffer
@@ -30,5 +30,6 @@ __all__ = [
     "device_count",
     "driver_version",
     "init_driver",
+    "pci_bus_id",
     "query",
 ]

@@ -40,6 +40,16 @@ def driver_version() -> int:
     return int(check(cu.cuDriverGetVersion(), "cuDriverGetVersion"))
 
 
+def pci_bus_id(ordinal: int) -> str:
+    """The device's PCI bus id, ``0000:1A:00.0`` style (for its NUMA node: ``zmqrt.placement.gpu_local_cpus``)."""
+    init_driver()
+    dev = check(cu.cuDeviceGet(ordinal), "cuDeviceGet")
+    raw = check(cu.cuDeviceGetPCIBusId(16, dev), "cuDeviceGetPCIBusId")
+    if isinstance(raw, bytes):
+        raw = raw.split(b"\0", 1)[0].decode()
+    return str(raw)
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     ordinal: int
