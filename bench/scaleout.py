@@ -50,7 +50,8 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tmp}/in", lanes=args.lanes, stats=f"ipc://{tmp}/stats",
                        batch_max=args.batch_max, ingest_workers=relays, cpu=args.engine_cpu, trace_path=trace_path)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
-                       duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes)
+                       duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes,
+                       collector=args.collector)
     with Supervisor(cfg, devices=devices if len(devices) > 1 else None) as sup:
         sup.start()
         thread = threading.Thread(target=sup.run, daemon=True)
@@ -157,6 +158,9 @@ def main() -> int:
                     "relay processes (default '0;0,1')")
     ap.add_argument("--trace", metavar="DIR", help="engines record stage and bulk-batch traces under DIR/CONFIG/ and "
                     "each engine's batch gaps are printed (read, match+submit, gpu+wait, collect, encode, send)")
+    ap.add_argument("--collector", action="store_true", help="each producer's results go to a collector process "
+                    "of its own (zmqrt loadgen --collector), so the round trip from the actual send leaves out the "
+                    "producer's own delay in looking")
     ap.add_argument("--out", default="scaleout", help="result name under bench/results (default scaleout)")
     args = ap.parse_args()
     rows = {}
@@ -204,6 +208,7 @@ def main() -> int:
                              f"{r['roundtrip_from_actual_send_us'].get('p99', float('nan')):.0f}"]))
     path = write_results(args.out, {"card": card_name(), "env": environment(), "rate_hz": args.rate,
                                       "seconds": args.seconds, "processes": args.processes, "batch_max": args.batch_max,
+                                      "collector": args.collector,
                                       "configs": rows},
                          "\n".join(lines) + "\n")
     print(f"wrote {path}")

@@ -102,6 +102,7 @@ class LoadgenConfig:
     pool_size: int = 16
     curve_secret: str | None = None  # this producer's NAME.key_secret, for a server with CURVE on
     server_public: str | None = None  # the server's NAME.key
+    collector: bool = False  # each producer's results go to a collector process of its own (ingest.collector)
 
     def validate(self) -> None:
         if not self.mix:
@@ -497,7 +498,8 @@ def _run_share(cfg: LoadgenConfig, worker: int, schedule: Schedule, pools: list,
     records = run_open_loop(cfg.endpoint, plan, timeout_s=cfg.timeout_s,
                             keep_outputs=(lambda i: bool(check[i])) if check.any() else None,
                             progress=progress, id_prefix=f"lg{worker}_{cfg.seed}_",
-                            curve=(cfg.curve_secret, cfg.server_public) if cfg.curve_secret else None)
+                            curve=(cfg.curve_secret, cfg.server_public) if cfg.curve_secret else None,
+                            collector=cfg.collector)
     return _columns(records, indices, schedule, pools, registry, cfg.mix, worker)
 
 
@@ -583,7 +585,9 @@ def _run_processes(cfg: LoadgenConfig, n: int, progress: ProgressFn | None,
     barrier = ctx.Barrier(cfg.processes + 1)
     done = ctx.Array("q", cfg.processes, lock=False)
     out = ctx.Queue()
-    procs = [ctx.Process(target=_producer_main, args=(cfg, k, barrier, done, out), daemon=True,
+    # A daemonic process may not start children, and each producer with a collector starts one; the finally below
+    # joins or terminates every producer either way.
+    procs = [ctx.Process(target=_producer_main, args=(cfg, k, barrier, done, out), daemon=not cfg.collector,
                          name=f"zmqrt-loadgen-{k}") for k in range(cfg.processes)]
     for p in procs:
         p.start()

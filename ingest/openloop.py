@@ -11,6 +11,7 @@ against one server each get exactly their own results.
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,8 @@ import zmq
 
 from .protocol import _LAT_QS_HEAD, _OK_ID_HEAD, _OK_STATUS, _SERVICE_KEY, encode_task
 from .template import BAD, scalar_at
+
+log = logging.getLogger("zmqrt.loadgen")
 
 
 @dataclass(slots=True)
@@ -108,13 +111,19 @@ def run_open_loop(
     progress: Callable[[int, int], None] | None = None,
     id_prefix: str = "",
     curve: tuple[str, str] | None = None,
+    collector: bool = False,
 ) -> list[Record]:
     """Send ``plan`` (sorted by ``at_ns``) open loop; wait up to ``timeout_s`` after the last send for results.
 
     ``keep_outputs(i)`` says which results keep their decoded outputs (for checking against numpy). A task with
     no result by the timeout stays ``status == "lost"``. ``progress(done, total)`` is called about 10x a second.
     ``curve`` = (producer secret certificate, server public certificate) for a server with CURVE on.
+    ``collector``: results go to a second process (``ingest.collector``) and this thread only sends, so a result
+    never waits for the sender to look (for rates one thread cannot both send and receive).
     """
+    if collector:
+        return _run_with_collector(ingest_endpoint, plan, timeout_s, keep_outputs, ctx, reply_bind, progress,
+                                   id_prefix, curve)
     own_ctx = ctx is None
     ctx = ctx or zmq.Context()
     pull = ctx.socket(zmq.PULL)
@@ -224,3 +233,68 @@ def run_open_loop(
         pull.close(linger=0)
         if own_ctx:
             ctx.term()
+
+
+def _run_with_collector(ingest_endpoint: str, plan: Sequence[Planned], timeout_s: float,
+                        keep_outputs: Callable[[int], bool] | None, ctx: zmq.Context | None, reply_bind: str,
+                        progress: Callable[[int, int], None] | None, id_prefix: str,
+                        curve: tuple[str, str] | None) -> list[Record]:
+    """``run_open_loop(..., collector=True)``: this thread sends on time; a collector process stamps the results."""
+    from .collector import CollectorProcess
+
+    n = len(plan)
+    keep = np.fromiter((keep_outputs(i) for i in range(n)), bool, n) if keep_outputs is not None else None
+    own_ctx = ctx is None
+    ctx = ctx or zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    try:
+        with CollectorProcess(reply_bind, n, id_prefix, keep, timeout_s) as coll:
+            push.setsockopt(zmq.LINGER, 1000)
+            push.setsockopt(zmq.SNDHWM, 0)  # open loop: queue rather than block or drop when the server lags
+            if curve is not None:
+                from zmqrt.security import apply_client
+
+                apply_client(push, curve[0], curve[1])
+            push.connect(ingest_endpoint)
+            frames = [encode_task(f"{id_prefix}{i}", p.kernel, p.inputs, p.params, p.priority, p.deadline_us,
+                                  p.period_us, coll.endpoint) for i, p in enumerate(plan)]
+            records = [Record(i, p.tag, p.kernel, p.priority, p.at_ns) for i, p in enumerate(plan)]
+            pc = time.perf_counter_ns
+            send = push.send
+            start = pc() + 20_000_000  # 20 ms for the connection to settle
+            for rec in records:
+                rec.intended_ns += start
+            next_progress = 0
+            for rec, frame in zip(records, frames):  # noqa: B905 - one frame per record
+                at = rec.intended_ns
+                now = pc()
+                while now < at:
+                    if progress is not None and now >= next_progress:
+                        progress(coll.received, n)
+                        next_progress = now + 100_000_000
+                    now = pc()
+                # Stamped before the send: after it, a sender descheduled in between would stamp a result that the
+                # collector had already taken (on a host with fewer CPUs than busy processes).
+                rec.sent_ns = now
+                send(frame, copy=True)
+            got = coll.finish()
+    finally:
+        push.close(linger=0)
+        if own_ctx:
+            ctx.term()
+    for i, rec in enumerate(records):
+        t = int(got.done_ns[i])
+        if t < 0:
+            continue
+        rec.done_ns = t
+        if got.fast[i]:
+            rec.status, rec.code = "ok", "OK"
+            rec.missed_deadline = bool(got.missed[i])
+            rec.server_latency_us = {"queue": float(got.queue_us[i]), "service": float(got.service_us[i])}
+        else:
+            rec.status, rec.code, rec.message, rec.missed_deadline, rec.server_latency_us, rec.outputs = got.full[i]
+    if got.duplicates:  # the single-thread path marks the task; here only the count is known
+        log.warning("%d duplicate results", got.duplicates)
+    if progress is not None:
+        progress(int((got.done_ns >= 0).sum()), n)
+    return records

@@ -260,3 +260,43 @@ def test_fast_ok_reads_what_msgpack_reads_and_nothing_else():
     assert fast_ok(timed) is None  # other latency stages: the full unpack reads them
     assert fast_ok(encode_result(5, Code.QUEUE_FULL, "full")) is None
     assert fast_ok(b"\x87\xa2id") is None and fast_ok(b"") is None
+
+
+def test_collector_processes_take_every_result_and_keep_checked_outputs(tcp_endpoint):
+    """Producers that only send, each with a collector process for its results: the same answers as one thread."""
+    with running_server(tcp_endpoint()) as server:
+        cfg = LoadgenConfig(server.receiver.endpoint, [MixEntry("vector_add", 64), MixEntry("reduce_sum", 256)],
+                            rate_hz=2000, count=200, seed=5, processes=2, check_fraction=0.5, timeout_s=10,
+                            collector=True)
+        res = run_loadgen(cfg)
+    assert len(res) == 200
+    assert set(res.status.tolist()) == {"ok"}
+    # Each producer's intended times are shifted by its own start; sent and done are on the one host clock.
+    assert np.all(res.done_ns > res.sent_ns) and np.all(res.sent_ns > 0)
+    s = summarize(res)
+    assert s["overall"]["counts"]["mismatches"] == 0 and s["overall"]["counts"]["checked"] > 50
+    service = res.stages_us["service"]
+    assert np.all(service[res.status == "ok"] > 0)  # the server's own figure came through the collector
+
+
+def test_collector_reports_rejections_and_loses_what_never_comes(ipc_endpoint):
+    import zmq
+
+    from ingest.openloop import Planned, run_open_loop
+
+    # A task the server rejects (unknown kernel) comes back in full; nothing answers the rest: lost after the timeout.
+    with running_server(ipc_endpoint()) as server:
+        plan = [Planned(i * 1_000_000, "no_such_kernel", [np.zeros(4, np.float32)]) for i in range(3)]
+        recs = run_open_loop(server.receiver.endpoint, plan, timeout_s=5, collector=True)
+    assert [r.status for r in recs] == ["rejected"] * 3
+    assert all(r.code == "UNKNOWN_KERNEL" and "no_such_kernel" in r.message for r in recs)
+    ctx = zmq.Context()
+    sink = ctx.socket(zmq.PULL)
+    try:
+        sink.bind(ipc_endpoint())
+        plan = [Planned(i * 100_000, "vector_add", [np.zeros(4, np.float32)] * 2) for i in range(5)]
+        recs = run_open_loop(sink.getsockopt_string(zmq.LAST_ENDPOINT), plan, timeout_s=0.2, collector=True)
+    finally:
+        sink.close(linger=0)
+        ctx.term()
+    assert [r.status for r in recs] == ["lost"] * 5 and all(r.sent_ns > 0 for r in recs)

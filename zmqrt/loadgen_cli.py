@@ -42,6 +42,10 @@ def add_loadgen_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--arrival", choices=ARRIVALS, help="constant intervals or Poisson arrivals (default constant)")
     g.add_argument("--processes", type=int, default=1, metavar="N", help="producer processes sharing the schedule, "
                    "each with its own socket, for rates one Python process cannot send (default 1)")
+    g.add_argument("--collector", action="store_true", help="each producer's results go to a second process of "
+                   "its own, so a result never waits for the sender to look; for rates where one thread cannot "
+                   "both send and receive (the round trip from the actual send is then the server and the sockets "
+                   "only; default: one thread does both)")
     g.add_argument("--timeout", type=float, metavar="S", help="after the last send, wait this long for results; "
                    f"a task without one is lost (default {DEFAULTS['timeout']:g})")
     g.add_argument("--seed", type=int, help="seed of the schedule, the mix draw and the inputs (default random)")
@@ -116,7 +120,7 @@ def build_config(args: argparse.Namespace) -> tuple[LoadgenConfig, str]:
         arrival=pick(args.arrival, scenario.arrival if scenario else None, DEFAULTS["arrival"]),
         timeout_s=float(pick(args.timeout, scenario.timeout_s if scenario else None, DEFAULTS["timeout"])),
         check_fraction=args.check_fraction, seed=pick(args.seed, scenario.seed if scenario else None, None),
-        processes=args.processes, pool_size=args.pool_size,
+        processes=args.processes, pool_size=args.pool_size, collector=args.collector,
         curve_secret=args.curve_secret, server_public=args.server_public)
     cfg.validate()
     title = f"zmqrt loadgen: {scenario.name or Path(args.scenario).stem}" if scenario else "zmqrt loadgen"
