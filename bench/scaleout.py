@@ -38,6 +38,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     from ingest.loadgen_report import summarize
     from zmqrt.config import ServerConfig
     from zmqrt.latency.tracker import LatencyTracker
+    from zmqrt.placement import thread_cpu_ms
     from zmqrt.statsview import fetch_stats
     from zmqrt.supervisor import Supervisor, _nth_endpoint, engine_cpus
 
@@ -59,12 +60,21 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
         lg.endpoint = sup.ingest_endpoint
         kept = _keep_producers_off(engine_cpus(args.engine_cpu, len(devices)))
         t0 = time.perf_counter()
+        cpu0 = thread_cpu_ms()
         try:
             res = run_loadgen(lg)
         finally:
             if kept is not None:
                 os.sched_setaffinity(0, kept)
         wall = time.perf_counter() - t0
+        # The fan-out's threads live in this process: its proxy and ZeroMQ's I/O threads. Each one's busy share of
+        # the run says whether the front of several engines keeps up (one I/O thread moves every frame in and out).
+        fanout = getattr(sup, "_fanout", None)
+        proxy_tid = fanout._thread.native_id if fanout is not None else None
+        fanout_busy = {f"{'proxy' if tid == proxy_tid else name} ({tid})":
+                       round((ms - cpu0.get(tid, (name, 0))[1]) / 1e3 / wall, 3)
+                       for tid, (name, ms) in thread_cpu_ms().items()
+                       if tid == proxy_tid or name.startswith("ZMQbg/IO")} if len(devices) > 1 else {}
         engines = []  # each engine's own counters: how its tasks went (bulk or per task, relayed or not)
         merged = LatencyTracker()  # every engine's histograms: service = receipt to result sent, the server's clock
         for i in range(len(devices)):
@@ -90,6 +100,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     # service histograms end at the send. Both are kept: the second is issue 6's "receipt to result sent".
     sent_service = {k: v / 1e3 for k, v in merged.summary("service").items() if k.endswith("_ns")}
     return {"devices": devices, "ingest_workers": relays, "wall_s": wall, "engines": engines, "batch_trace": batches,
+            "fanout_threads_busy": fanout_busy,
             "engine_service_to_sent_us": {k[:-3]: v for k, v in sent_service.items()},
             "roundtrip_from_actual_send_us": roundtrip,
             "throughput_tasks_per_s": overall.get("throughput_hz"),
@@ -180,6 +191,9 @@ def main() -> int:
               f"{r['engine_service_to_sent_us'].get('p99_9', float('nan')):,.0f} µs; round trip from the actual "
               f"send p50 {r['roundtrip_from_actual_send_us'].get('p50', float('nan')):,.0f} p99 "
               f"{r['roundtrip_from_actual_send_us'].get('p99', float('nan')):,.0f} µs)", flush=True)
+        if r["fanout_threads_busy"]:
+            print("  busy share of this process's threads over the run: " + ", ".join(
+                f"{k} {v:.0%}" for k, v in r["fanout_threads_busy"].items()), flush=True)
         for i, e in enumerate(r["engines"]):
             if e:
                 print(f"  engine {i}: frames {e['frames']}, batches {e['batches']}, bulk tasks {e['bulk_tasks']}, "

@@ -108,6 +108,27 @@ def pin_loop(cpu: int | None, fifo_priority: int = 0, keep_off: Iterable[int] = 
     return done
 
 
+def thread_cpu_ms() -> dict[int, tuple[str, int]]:
+    """This process's threads: native id -> (name, CPU time in ms, user + system), from /proc ({} without it).
+    Two snapshots around a run give each thread's busy share, e.g. ZeroMQ's I/O threads ("ZMQbg/IO/0")."""
+    out: dict[int, tuple[str, int]] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    tick_hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        cpu_ms = (int(fields[11]) + int(fields[12])) * 1000 // tick_hz  # utime, stime
+        out[int(tid)] = (stat[stat.index("(") + 1:stat.rindex(")")], cpu_ms)
+    return out
+
+
 def thread_report() -> list[str]:
     """One line per thread of this process: native id, name, allowed CPUs, the CPU it last ran on, and its CPU
     time (user + system, ms), from /proc ([] where /proc is not available). Logged at shutdown, it shows which
