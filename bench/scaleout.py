@@ -49,7 +49,8 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
         tdir.mkdir(parents=True, exist_ok=True)
         trace_path = str(tdir / "engine.npy")
     cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tmp}/in", lanes=args.lanes, stats=f"ipc://{tmp}/stats",
-                       batch_max=args.batch_max, ingest_workers=relays, cpu=args.engine_cpu, trace_path=trace_path)
+                       batch_max=args.batch_max, ingest_workers=relays, cpu=args.engine_cpu, trace_path=trace_path,
+                       fanout_io_threads=args.fanout_io_threads)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
                        duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes,
                        collector=args.collector)
@@ -92,6 +93,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     rt = (res.done_ns[ok] - res.sent_ns[ok]) / 1e3
     roundtrip = ({"p50": float(np.percentile(rt, 50)), "p99": float(np.percentile(rt, 99)),
                   "p99_9": float(np.percentile(rt, 99.9))} if len(rt) else {})
+    windows = _rt_windows(res.sent_ns[ok], res.done_ns[ok])
     sent = res.sent_ns[res.sent_ns >= 0]
     # What the producers managed to send (the offered rate is only an intent): sends over their span.
     sent_hz = (len(sent) - 1) / ((int(sent.max()) - int(sent.min())) / 1e9) if len(sent) > 1 else 0.0
@@ -102,11 +104,30 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     return {"devices": devices, "ingest_workers": relays, "wall_s": wall, "engines": engines, "batch_trace": batches,
             "fanout_threads_busy": fanout_busy,
             "engine_service_to_sent_us": {k[:-3]: v for k, v in sent_service.items()},
-            "roundtrip_from_actual_send_us": roundtrip,
+            "roundtrip_from_actual_send_us": roundtrip, "roundtrip_windows": windows,
             "throughput_tasks_per_s": overall.get("throughput_hz"),
             "sent_tasks_per_s": sent_hz,
             "counts": overall["counts"], "latency_us": overall.get("latency_us", {}),
             "server_us": overall.get("server_us", {})}
+
+
+def _rt_windows(sent_ns, done_ns, window_ns: int = 100_000_000) -> dict:
+    """The round trip from the actual send per 100 ms of send time: is the tail spread over the run or a few bad
+    moments? Each window's p99 (µs); how many windows have a p99 over 1 ms; the worst five."""
+    import numpy as np
+
+    if not len(sent_ns):
+        return {}
+    rt = (done_ns - sent_ns) / 1e3
+    slot = (sent_ns - sent_ns.min()) // window_ns
+    order = np.argsort(slot, kind="stable")
+    slot, rt = slot[order], rt[order]
+    edges = np.flatnonzero(np.diff(slot)) + 1
+    p99 = np.array([np.percentile(part, 99) for part in np.split(rt, edges) if len(part) >= 100])
+    if not len(p99):
+        return {}
+    return {"window_ms": window_ns // 1_000_000, "windows": int(len(p99)), "over_1ms": int((p99 > 1000).sum()),
+            "median_window_p99_us": float(np.median(p99)), "worst_us": sorted(np.round(p99, 0).tolist())[-5:]}
 
 
 def _keep_producers_off(cpus) -> set[int] | None:
@@ -169,6 +190,8 @@ def main() -> int:
                     "relay processes (default '0;0,1')")
     ap.add_argument("--trace", metavar="DIR", help="engines record stage and bulk-batch traces under DIR/CONFIG/ and "
                     "each engine's batch gaps are printed (read, match+submit, gpu+wait, collect, encode, send)")
+    ap.add_argument("--fanout-io-threads", type=int, default=2, help="ZeroMQ I/O threads of the fan-out in front of "
+                    "several engines (zmqrt serve --fanout-io-threads; default 2)")
     ap.add_argument("--collector", action="store_true", help="each producer's results go to a collector process "
                     "of its own (zmqrt loadgen --collector), so the round trip from the actual send leaves out the "
                     "producer's own delay in looking")
@@ -191,6 +214,11 @@ def main() -> int:
               f"{r['engine_service_to_sent_us'].get('p99_9', float('nan')):,.0f} µs; round trip from the actual "
               f"send p50 {r['roundtrip_from_actual_send_us'].get('p50', float('nan')):,.0f} p99 "
               f"{r['roundtrip_from_actual_send_us'].get('p99', float('nan')):,.0f} µs)", flush=True)
+        w = r["roundtrip_windows"]
+        if w:
+            print(f"  round trip from the actual send per {w['window_ms']} ms: {w['over_1ms']} of {w['windows']} "
+                  f"windows with p99 > 1 ms; median window p99 {w['median_window_p99_us']:,.0f} µs; worst "
+                  f"{', '.join(f'{x:,.0f}' for x in w['worst_us'])} µs", flush=True)
         if r["fanout_threads_busy"]:
             print("  busy share of this process's threads over the run: " + ", ".join(
                 f"{k} {v:.0%}" for k, v in r["fanout_threads_busy"].items()), flush=True)
@@ -223,6 +251,7 @@ def main() -> int:
     path = write_results(args.out, {"card": card_name(), "env": environment(), "rate_hz": args.rate,
                                       "seconds": args.seconds, "processes": args.processes, "batch_max": args.batch_max,
                                       "collector": args.collector,
+                                      "fanout_io_threads": args.fanout_io_threads,
                                       "configs": rows},
                          "\n".join(lines) + "\n")
     print(f"wrote {path}")

@@ -20,16 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 from cuda.bindings import driver as cu
 
 from ingest.client import Client
 from zmqrt.backends.cpu import CpuBackend
-from zmqrt.config import ServerConfig
+from zmqrt.config import ServerConfig, validate
 from zmqrt.cuda import CudaError
 from zmqrt.kernels.registry import load_registry
 from zmqrt.server import Server
 from zmqrt.statsview import fetch_stats
-from zmqrt.supervisor import EXIT_GAVE_UP, Supervisor, _nth_endpoint, _nth_trace
+from zmqrt.supervisor import EXIT_GAVE_UP, Supervisor, _FanOut, _nth_endpoint, _nth_trace
 
 FAULT_KERNELS = str(Path(__file__).resolve().parent / "fault_kernels")
 
@@ -269,6 +270,18 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="--resident needs one engine per GPU"):
         Supervisor(ServerConfig(backend="cuda", resident=True), devices=[0, 1, 0])
     Supervisor(ServerConfig(backend="cuda", resident=True), devices=[0, 1]).close()  # one engine per GPU: fine
+    with pytest.raises(ValueError, match="fanout_io_threads"):
+        validate(ServerConfig(fanout_io_threads=0))
+
+
+def test_the_fan_out_gets_its_io_threads():
+    for n in (1, 3):
+        fanout = _FanOut(ServerConfig(backend="cpu", ingest="tcp://127.0.0.1:*", fanout_io_threads=n),
+                         f"ipc://{tempfile.mkdtemp(prefix='zq')}/engines")
+        try:
+            assert fanout.ctx.get(zmq.IO_THREADS) == n
+        finally:
+            fanout.close()
 
 
 @pytest.mark.parametrize("mode", [[], ["--devices", "0,0"], ["--no-supervise"]], ids=["supervised", "devices",

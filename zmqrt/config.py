@@ -88,6 +88,10 @@ class ServerConfig:
     # Relay processes (zmqrt.relay) between the supervisor's fan-out and each engine: they do the per-task recv and
     # send, the engine decodes and runs batches. A throughput setting (each hop adds tens of µs); 0: none.
     ingest_workers: int = 0
+    # ZeroMQ I/O threads of the several-engine fan-out (--devices): every task comes in and goes out through them.
+    # One was 67% busy at 192k tasks/s on the H200 host, and the producers' round-trip p99 was 7 to 15 ms; two took
+    # it to 2 to 4 ms (bench/NOTES.md 32).
+    fanout_io_threads: int = 2
     relay_results: tuple[str, ...] = ()  # set by the supervisor: the engine reads relay messages; relay r's endpoint
     trace_path: str | None = None  # write a per-task stage trace (.npy, zmqrt.trace) here at shutdown
     trace_capacity: int = 200_000  # tasks the trace ring holds (the most recent ones)
@@ -133,6 +137,8 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"lanes must be 1..64, not {cfg.lanes}")
     if cfg.max_task_bytes < 1024:
         raise ValueError(f"max_task_bytes must be at least 1024, not {cfg.max_task_bytes}")
+    if cfg.fanout_io_threads < 1:
+        raise ValueError(f"fanout_io_threads must be at least 1, not {cfg.fanout_io_threads}")
     if cfg.cpu is not None and cfg.cpu < 0:
         raise ValueError(f"cpu must be a CPU number >= 0, not {cfg.cpu}")
     if not 0 <= cfg.fifo_priority <= 99:

@@ -56,8 +56,6 @@ EXIT_GAVE_UP = 4  # the supervisor's exit status after too many restarts in the 
 # receipt, so outside its service time. 64 is the throughput setting's --batch-max. (Session 16, call 9: no
 # measurable change in the producers' round-trip p99, which stays 2 to 12 ms from other causes; bench/NOTES.md 31.)
 _ENGINE_HWM = 64
-# ZeroMQ I/O threads of the fan-out's context: one moves every frame in from the producers and out to the engines.
-_FANOUT_IO_THREADS = max(1, int(os.environ.get("ZMQRT_FANOUT_IO_THREADS", "1")))
 _CURVE_FIELDS = ("curve_secret", "allowed_keys")
 
 
@@ -176,7 +174,7 @@ class _FanOut:
     def __init__(self, cfg: ServerConfig, backend_ep: str) -> None:
         from ingest.protocol import Limits
 
-        self.ctx = zmq.Context(io_threads=_FANOUT_IO_THREADS)
+        self.ctx = zmq.Context(io_threads=cfg.fanout_io_threads)
         self.curve = None
         front = self.ctx.socket(zmq.PULL)
         back = self.ctx.socket(zmq.PUSH)
