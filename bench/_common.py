@@ -90,24 +90,29 @@ def md_row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def cpu_plan(loop: int | None = None, near: set[int] | None = None) -> dict | None:
+def cpu_plan(loop: int | None = None, near: set[int] | None = None, avail: list[int] | None = None) -> dict | None:
     """Separate cores for the server under test and the producer, so neither spins on the other's core or SMT
     sibling: ``{"loop": A, "server": {A, B}, "producer": rest}`` (B for ZeroMQ's I/O thread), or None with
     fewer than 4 usable CPUs. ``loop``: the loop's CPU (default: the highest of ``near``, the GPU's own NUMA node's
-    CPUs where known, else the highest CPU); B is the CPU nearest to it by number that is not its sibling."""
+    CPUs where known, else the highest CPU); B is the CPU nearest to it by number that is not its sibling, on
+    that node too where it can be.
+    ``avail``: the CPUs to plan over (default: this process's)."""
     from zmqrt.placement import thread_siblings
 
-    try:
-        avail = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return None
+    if avail is None:
+        try:
+            avail = sorted(os.sched_getaffinity(0))
+        except AttributeError:
+            return None
+    avail = sorted(avail)
     if len(avail) < 4:
         return None
+    near = near or set()
     if loop is None or loop not in avail:
-        local = [c for c in avail if c in (near or ())]
+        local = [c for c in avail if c in near]
         loop = local[-1] if local else avail[-1]
     taken = thread_siblings(loop)
-    io = min((c for c in avail if c not in taken), key=lambda c: (abs(c - loop), -c), default=None)
+    io = min((c for c in avail if c not in taken), key=lambda c: (c not in near, abs(c - loop), -c), default=None)
     if io is None:
         return None
     taken |= thread_siblings(io)

@@ -88,3 +88,42 @@ def test_engines_get_one_loop_cpu_each():
 
     assert engine_cpus(4, 3) == (4, 5, 6)
     assert engine_cpus(None, 3) == ()
+
+
+def test_parse_cpulist():
+    from zmqrt.placement import parse_cpulist
+
+    assert parse_cpulist("0-3,8,10-11\n") == {0, 1, 2, 3, 8, 10, 11}
+    assert parse_cpulist("") == set()
+
+
+def _fake_pci(tmp_path, bus: str, cpulist: str, node: str):
+    dev = tmp_path / "bus" / "pci" / "devices" / bus
+    dev.mkdir(parents=True)
+    (dev / "local_cpulist").write_text(cpulist + "\n")
+    (dev / "numa_node").write_text(node + "\n")
+
+
+def test_gpu_local_cpus_from_sysfs(tmp_path):
+    from zmqrt.placement import gpu_local_cpus
+
+    _fake_pci(tmp_path, "0000:1a:00.0", "16-31", "1")
+    _fake_pci(tmp_path, "0000:00:06.0", "0-31", "-1")  # no NUMA affinity (a VM): says nothing
+    # cuDeviceGetPCIBusId's spelling, nvidia-smi's 8-digit domain and none at all find the same device
+    for bus in ("0000:1A:00.0", "00000000:1A:00.0", "1A:00.0"):
+        assert gpu_local_cpus(bus, sysfs=str(tmp_path)) == set(range(16, 32))
+    assert gpu_local_cpus("0000:00:06.0", sysfs=str(tmp_path)) == set()
+    assert gpu_local_cpus("0000:99:00.0", sysfs=str(tmp_path)) == set()  # no such device
+
+
+def test_cpu_plan_prefers_the_gpu_node_and_takes_an_explicit_loop_cpu():
+    from bench._common import cpu_plan
+
+    avail = list(range(1000, 1008))  # no sysfs entry for these: no siblings known
+    plan = cpu_plan(near={1000, 1001, 1002, 1003}, avail=avail)
+    assert plan == {"loop": 1003, "server": {1003, 1002}, "producer": {1000, 1001, 1004, 1005, 1006, 1007}}
+    plan = cpu_plan(loop=1005, avail=avail)
+    assert plan["loop"] == 1005 and plan["server"] == {1005, 1006} and 1005 not in plan["producer"]
+    assert cpu_plan(avail=avail)["loop"] == 1007  # nothing known: the highest CPU, as before
+    assert cpu_plan(loop=5000, avail=avail)["loop"] == 1007  # not one of ours: ignored
+    assert cpu_plan(avail=avail[:3]) is None  # too few CPUs to keep the producer apart
