@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead",
            "persistent_floor", "resident_probe", "tail_analysis", "batch_trace", "scaleout", "relay_engine",
-           "bulk_profile", "restart_time"]
+           "bulk_profile", "restart_time", "smt_probe"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -243,3 +243,17 @@ def test_scaleout_keeps_the_producers_off_the_engines_cpus():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["engine"] not in out["during"] and out["during"]
     assert out["after"] == out["allowed"] and out["none"] is None
+
+
+def test_smt_probe_times_one_cpu_against_each_other():
+    import os
+
+    from bench.smt_probe import probe
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs")
+    r = probe(cpus[-1], n=20_000, trials=1)
+    assert r["target"] == cpus[-1] and r["alone_ms"] > 0 and r["alone_again_ms"] > 0
+    assert set(r["slowdown"]) == {str(c) for c in cpus[:-1]}
+    assert set(r["siblings"]) <= set(cpus[:-1])
