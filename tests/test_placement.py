@@ -127,3 +127,35 @@ def test_cpu_plan_prefers_the_gpu_node_and_takes_an_explicit_loop_cpu():
     assert cpu_plan(avail=avail)["loop"] == 1007  # nothing known: the highest CPU, as before
     assert cpu_plan(loop=5000, avail=avail)["loop"] == 1007  # not one of ours: ignored
     assert cpu_plan(avail=avail[:3]) is None  # too few CPUs to keep the producer apart
+
+
+def test_thread_cpu_time_and_report():
+    import threading
+    import time
+
+    from zmqrt.placement import thread_cpu_ms, thread_report
+
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs /proc")
+    ready, stop = threading.Event(), threading.Event()
+    tid = []
+
+    def burn():
+        tid.append(threading.get_native_id())
+        ready.set()
+        t_end = time.perf_counter() + 0.3
+        while time.perf_counter() < t_end:
+            pass
+        stop.wait()
+
+    worker = threading.Thread(target=burn)
+    worker.start()
+    ready.wait()
+    before = thread_cpu_ms()[tid[0]][1]
+    time.sleep(0.4)
+    try:
+        assert thread_cpu_ms()[tid[0]][1] - before >= 100  # it spun most of 0.3 s
+        assert any(line.startswith(f"thread {tid[0]} ") and "ms CPU" in line for line in thread_report())
+    finally:
+        stop.set()
+        worker.join()

@@ -108,12 +108,12 @@ def pin_loop(cpu: int | None, fifo_priority: int = 0, keep_off: Iterable[int] = 
     return done
 
 
-def thread_cpu_ms() -> dict[int, tuple[str, int]]:
-    """This process's threads: native id -> (name, CPU time in ms, user + system), from /proc ({} without it).
-    Two snapshots around a run give each thread's busy share, e.g. ZeroMQ's I/O threads ("ZMQbg/IO/0")."""
-    out: dict[int, tuple[str, int]] = {}
+def _thread_stats() -> dict[int, tuple[str, int, str]]:
+    """This process's threads from /proc: native id -> (name, CPU time in ms (user + system), the CPU it last ran
+    on); {} where /proc is not available."""
+    out: dict[int, tuple[str, int, str]] = {}
     try:
-        tids = os.listdir("/proc/self/task")
+        tids = sorted(int(t) for t in os.listdir("/proc/self/task"))
     except OSError:
         return out
     tick_hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -121,12 +121,18 @@ def thread_cpu_ms() -> dict[int, tuple[str, int]]:
         try:
             with open(f"/proc/self/task/{tid}/stat") as f:
                 stat = f.read()
-        except OSError:
+        except OSError:  # the thread exited meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2:].split()  # fields from the state on (field 3 of proc(5))
         cpu_ms = (int(fields[11]) + int(fields[12])) * 1000 // tick_hz  # utime, stime
-        out[int(tid)] = (stat[stat.index("(") + 1:stat.rindex(")")], cpu_ms)
+        out[tid] = (stat[stat.index("(") + 1:stat.rindex(")")], cpu_ms, fields[36])
     return out
+
+
+def thread_cpu_ms() -> dict[int, tuple[str, int]]:
+    """This process's threads: native id -> (name, CPU time in ms, user + system), from /proc ({} without it).
+    Two snapshots around a run give each thread's busy share, e.g. ZeroMQ's I/O threads ("ZMQbg/IO/0")."""
+    return {tid: (name, cpu_ms) for tid, (name, cpu_ms, _) in _thread_stats().items()}
 
 
 def thread_report() -> list[str]:
@@ -134,20 +140,10 @@ def thread_report() -> list[str]:
     time (user + system, ms), from /proc ([] where /proc is not available). Logged at shutdown, it shows which
     threads shared the loop's CPU and how busy each was."""
     lines = []
-    try:
-        tids = sorted(int(t) for t in os.listdir("/proc/self/task"))
-    except OSError:
-        return lines
-    tick_hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    for tid in tids:
+    for tid, (name, cpu_ms, last) in _thread_stats().items():
         try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                stat = f.read()
             cpus = sorted(os.sched_getaffinity(tid))
         except OSError:
             continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()  # fields from the state on (field 3 of proc(5))
-        cpu_ms = (int(fields[11]) + int(fields[12])) * 1000 // tick_hz  # utime, stime
-        lines.append(f"thread {tid} {name!r}: CPUs {','.join(map(str, cpus))}, last on {fields[36]}, {cpu_ms} ms CPU")
+        lines.append(f"thread {tid} {name!r}: CPUs {','.join(map(str, cpus))}, last on {last}, {cpu_ms} ms CPU")
     return lines
