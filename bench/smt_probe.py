@@ -46,22 +46,27 @@ def time_on(cpu: int, n: int, trials: int) -> float:
 
 
 def probe(target: int, n: int = 300_000, trials: int = 5) -> dict:
+    """Time CPU ``target`` alone and beside a busy loop on each other CPU. This process is pinned to ``target``
+    while it times, and gets its CPU set back after."""
     ctx = mp.get_context("spawn")
     cpus = sorted(os.sched_getaffinity(0))
-    alone = time_on(target, n, trials)
-    slowdown = {}
-    for cpu in cpus:
-        if cpu == target:
-            continue
-        stop = ctx.Event()
-        proc = ctx.Process(target=_spin, args=(cpu, stop), daemon=True)
-        proc.start()
-        time.sleep(0.05)  # the spinner is up and pinned
-        busy = time_on(target, n, trials)
-        stop.set()
-        proc.join(5)
-        slowdown[cpu] = busy / alone - 1.0
-    again = time_on(target, n, trials)
+    try:
+        alone = time_on(target, n, trials)
+        slowdown = {}
+        for cpu in cpus:
+            if cpu == target:
+                continue
+            stop = ctx.Event()
+            proc = ctx.Process(target=_spin, args=(cpu, stop), daemon=True)
+            proc.start()
+            time.sleep(0.05)  # the spinner is up and pinned
+            busy = time_on(target, n, trials)
+            stop.set()
+            proc.join(5)
+            slowdown[cpu] = busy / alone - 1.0
+        again = time_on(target, n, trials)
+    finally:
+        os.sched_setaffinity(0, cpus)
     return {"target": target, "alone_ms": alone, "alone_again_ms": again,
             "slowdown": {str(c): round(s, 4) for c, s in slowdown.items()},
             "siblings": sorted(c for c, s in slowdown.items() if s > 0.15)}

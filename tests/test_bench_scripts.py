@@ -254,6 +254,7 @@ def test_smt_probe_times_one_cpu_against_each_other():
     if len(cpus) < 2:
         pytest.skip("needs 2 CPUs")
     r = probe(cpus[-1], n=20_000, trials=1)
+    assert sorted(os.sched_getaffinity(0)) == cpus  # pinned while it timed, and given its CPUs back
     assert r["target"] == cpus[-1] and r["alone_ms"] > 0 and r["alone_again_ms"] > 0
     assert set(r["slowdown"]) == {str(c) for c in cpus[:-1]}
     assert set(r["siblings"]) <= set(cpus[:-1])
