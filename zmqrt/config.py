@@ -89,8 +89,8 @@ class ServerConfig:
     # send, the engine decodes and runs batches. A throughput setting (each hop adds tens of µs); 0: none.
     ingest_workers: int = 0
     # ZeroMQ I/O threads of the several-engine fan-out (--devices): every task comes in and goes out through them.
-    # One was 67% busy at 192k tasks/s on the H200 host, and the producers' round-trip p99 was 7 to 15 ms; two took
-    # it to 2 to 4 ms (bench/NOTES.md 32).
+    # One was 67% busy at 192k tasks/s on the H200 host; the producers' round trip p50 / p99 was 0.67 to 1.0 / 2.7 to
+    # 44 ms over five runs with one, 0.56 to 0.76 / 1.65 to 12 ms over seven with two (bench/NOTES.md 32).
     fanout_io_threads: int = 2
     relay_results: tuple[str, ...] = ()  # set by the supervisor: the engine reads relay messages; relay r's endpoint
     trace_path: str | None = None  # write a per-task stage trace (.npy, zmqrt.trace) here at shutdown
