@@ -100,6 +100,25 @@ def _decode_outputs(items) -> list[np.ndarray]:
     return [np.frombuffer(o["data"], dtype=o["dtype"]).reshape(o["shape"]) for o in items]
 
 
+def _connect_push(push: zmq.Socket, ingest_endpoint: str, curve: tuple[str, str] | None) -> None:
+    push.setsockopt(zmq.LINGER, 1000)
+    push.setsockopt(zmq.SNDHWM, 0)  # open loop: queue rather than block or drop when the server lags
+    if curve is not None:
+        from zmqrt.security import apply_client
+
+        apply_client(push, curve[0], curve[1])
+    push.connect(ingest_endpoint)
+
+
+def _prepare(plan: Sequence[Planned], id_prefix: str, reply_to: str) -> tuple[list[bytes], list[Record]]:
+    """Every frame encoded before the first send, so encoding never delays one; and a record per task, its intended
+    time on this host's clock (the plan's times from 20 ms from now, for the connection to settle)."""
+    frames = [encode_task(f"{id_prefix}{i}", p.kernel, p.inputs, p.params, p.priority, p.deadline_us, p.period_us,
+                          reply_to) for i, p in enumerate(plan)]
+    start = time.perf_counter_ns() + 20_000_000
+    return frames, [Record(i, p.tag, p.kernel, p.priority, p.at_ns + start) for i, p in enumerate(plan)]
+
+
 def run_open_loop(
     ingest_endpoint: str,
     plan: Sequence[Planned],
@@ -133,21 +152,8 @@ def run_open_loop(
         pull.setsockopt(zmq.RCVHWM, 0)  # never drop our own results
         pull.bind(reply_bind)
         reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
-        push.setsockopt(zmq.LINGER, 1000)
-        push.setsockopt(zmq.SNDHWM, 0)  # open loop: queue rather than block or drop when the server lags
-        if curve is not None:
-            from zmqrt.security import apply_client
-
-            apply_client(push, curve[0], curve[1])
-        push.connect(ingest_endpoint)
-        # Pre-encode every frame so encoding cost never delays a send.
-        frames = [
-            encode_task(
-                f"{id_prefix}{i}", p.kernel, p.inputs, p.params, p.priority, p.deadline_us, p.period_us, reply_to
-            )
-            for i, p in enumerate(plan)
-        ]
-        records = [Record(i, p.tag, p.kernel, p.priority, p.at_ns) for i, p in enumerate(plan)]
+        _connect_push(push, ingest_endpoint, curve)
+        frames, records = _prepare(plan, id_prefix, reply_to)
         pc = time.perf_counter_ns
         recv = pull.recv
         nonblock = zmq.NOBLOCK
@@ -156,9 +162,6 @@ def run_open_loop(
         prefix_len = len(id_prefix)
         done = 0
         next_progress = 0
-        start = pc() + 20_000_000  # 20 ms for the connection to settle
-        for rec in records:
-            rec.intended_ns += start
         i = 0
 
         readable = pull.getsockopt
@@ -249,21 +252,10 @@ def _run_with_collector(ingest_endpoint: str, plan: Sequence[Planned], timeout_s
     push = ctx.socket(zmq.PUSH)
     try:
         with CollectorProcess(reply_bind, n, id_prefix, keep, timeout_s) as coll:
-            push.setsockopt(zmq.LINGER, 1000)
-            push.setsockopt(zmq.SNDHWM, 0)  # open loop: queue rather than block or drop when the server lags
-            if curve is not None:
-                from zmqrt.security import apply_client
-
-                apply_client(push, curve[0], curve[1])
-            push.connect(ingest_endpoint)
-            frames = [encode_task(f"{id_prefix}{i}", p.kernel, p.inputs, p.params, p.priority, p.deadline_us,
-                                  p.period_us, coll.endpoint) for i, p in enumerate(plan)]
-            records = [Record(i, p.tag, p.kernel, p.priority, p.at_ns) for i, p in enumerate(plan)]
+            _connect_push(push, ingest_endpoint, curve)
+            frames, records = _prepare(plan, id_prefix, coll.endpoint)
             pc = time.perf_counter_ns
             send = push.send
-            start = pc() + 20_000_000  # 20 ms for the connection to settle
-            for rec in records:
-                rec.intended_ns += start
             next_progress = 0
             for rec, frame in zip(records, frames):  # noqa: B905 - one frame per record
                 at = rec.intended_ns
