@@ -132,6 +132,21 @@ def gpu_cpus(ordinal: int = 0) -> set[int]:
         return set()
 
 
+LOOP_CPU_HELP = ("the server loop's CPU (default: the highest CPU of GPU 0's NUMA node where sysfs says which, else "
+                 "the highest CPU); its I/O thread gets the nearest other core")
+
+
+def producer_on_own_cpus(no_pin: bool, loop_cpu: int | None) -> dict | None:
+    """The benchmark's CPU plan (``cpu_plan`` near GPU 0; None with ``no_pin`` or too few CPUs), with this process,
+    the open-loop producer that spins, moved off the server's cores."""
+    near = gpu_cpus(0)
+    plan = None if no_pin else cpu_plan(loop_cpu, near)
+    print(f"GPU 0's NUMA node CPUs: {','.join(map(str, sorted(near))) or 'not known'}", flush=True)
+    if plan:
+        os.sched_setaffinity(0, plan["producer"])
+    return plan
+
+
 @contextlib.contextmanager
 def spawn_on(cpus: set[int] | None):
     """Processes spawned inside the block inherit CPU affinity ``cpus``; the caller's own is restored after."""

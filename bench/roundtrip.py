@@ -25,7 +25,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import card_name, cpu_plan, environment, gpu_cpus, md_row, spawn_on, summarize, write_results  # noqa: E402,E501
+from bench._common import (  # noqa: E402
+    LOOP_CPU_HELP,
+    card_name,
+    environment,
+    md_row,
+    producer_on_own_cpus,
+    spawn_on,
+    summarize,
+    write_results,
+)
 from bench.floor_servers import echo_server, prototype_server  # noqa: E402
 from ingest.openloop import Planned, run_open_loop  # noqa: E402
 from zmqrt.config import ServerConfig  # noqa: E402
@@ -207,15 +216,10 @@ def main() -> None:
                     "placement's wake-up cost; default: the loop pinned to one, its other threads on the other)")
     ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS (default: the server "
                     "under test and the producer get separate cores, SMT siblings included)")
-    ap.add_argument("--loop-cpu", type=int, metavar="N", help="the server loop's CPU (default: the highest CPU of "
-                    "GPU 0's NUMA node where sysfs says which, else the highest CPU); its I/O thread gets the nearest "
-                    "other core")
+    ap.add_argument("--loop-cpu", type=int, metavar="N", help=LOOP_CPU_HELP)
     args = ap.parse_args()
-    near = gpu_cpus(0)
-    args.plan = None if args.no_pin else cpu_plan(args.loop_cpu, near)
-    print(f"GPU 0's NUMA node CPUs: {','.join(map(str, sorted(near))) or 'not known'}", flush=True)
+    args.plan = producer_on_own_cpus(args.no_pin, args.loop_cpu)
     if args.plan:
-        os.sched_setaffinity(0, args.plan["producer"])
         print(f"CPUs: server loop {args.plan['loop']}, server {sorted(args.plan['server'])}, producer "
               f"{sorted(args.plan['producer'])}", flush=True)
     rng = np.random.default_rng()

@@ -12,7 +12,6 @@ Usage: python3 bench/stream.py [--seconds 10] [--rate 10000] [--policy edf] [--s
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import card_name, cpu_plan, environment, gpu_cpus, md_row, spawn_on, summarize, write_results  # noqa: E402,E501
+from bench._common import (  # noqa: E402
+    LOOP_CPU_HELP,
+    card_name,
+    environment,
+    md_row,
+    producer_on_own_cpus,
+    spawn_on,
+    summarize,
+    write_results,
+)
 from ingest.openloop import Planned, run_open_loop  # noqa: E402
 
 MIX = (("vector_add", 0, 50.0), ("matmul", 1, 100.0), ("fft", 0, 75.0))
@@ -56,15 +64,9 @@ def main() -> None:
                     "files in DIR")
     ap.add_argument("--no-pin", action="store_true", help="share all CPUs (default: the server's loop, the "
                     "server and the producer get separate cores, as bench/roundtrip.py does)")
-    ap.add_argument("--loop-cpu", type=int, metavar="N", help="the server loop's CPU (default: the highest CPU of "
-                    "GPU 0's NUMA node where sysfs says which, else the highest CPU); its I/O thread gets the nearest "
-                    "other core")
+    ap.add_argument("--loop-cpu", type=int, metavar="N", help=LOOP_CPU_HELP)
     args = ap.parse_args()
-    near = gpu_cpus(0)
-    cpus = None if args.no_pin else cpu_plan(args.loop_cpu, near)
-    print(f"GPU 0's NUMA node CPUs: {','.join(map(str, sorted(near))) or 'not known'}", flush=True)
-    if cpus:
-        os.sched_setaffinity(0, cpus["producer"])  # the open-loop producer spins: keep it off the server's cores
+    cpus = producer_on_own_cpus(args.no_pin, args.loop_cpu)
 
     from zmqrt.config import ServerConfig
     from zmqrt.demo import reference, start_server, stop_server, tolerance
