@@ -50,7 +50,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
         trace_path = str(tdir / "engine.npy")
     cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tmp}/in", lanes=args.lanes, stats=f"ipc://{tmp}/stats",
                        batch_max=args.batch_max, ingest_workers=relays, cpu=args.engine_cpu, trace_path=trace_path,
-                       fanout_io_threads=args.fanout_io_threads)
+                       fanout_io_threads=args.fanout_io_threads, fanout=args.fanout)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
                        duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes,
                        collector=args.collector)
@@ -75,7 +75,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
         fanout_busy = {f"{'proxy' if tid == proxy_tid else name} ({tid})":
                        round((ms - cpu0.get(tid, (name, 0))[1]) / 1e3 / wall, 3)
                        for tid, (name, ms) in thread_cpu_ms().items()
-                       if tid == proxy_tid or name.startswith("ZMQbg/IO")} if len(devices) > 1 else {}
+                       if tid == proxy_tid or name.startswith("ZMQbg/IO")} if fanout is not None else {}
         engines = []  # each engine's own counters: how its tasks went (bulk or per task, relayed or not)
         merged = LatencyTracker()  # every engine's histograms: service = receipt to result sent, the server's clock
         for i in range(len(devices)):
@@ -192,6 +192,9 @@ def main() -> int:
                     "each engine's batch gaps are printed (read, match+submit, gpu+wait, collect, encode, send)")
     ap.add_argument("--fanout-io-threads", type=int, default=2, help="ZeroMQ I/O threads of the fan-out in front of "
                     "several engines (zmqrt serve --fanout-io-threads; default 2)")
+    ap.add_argument("--fanout", choices=("proxy", "direct"), default="proxy", help="how tasks reach several engines "
+                    "(zmqrt serve --fanout): proxy (default), through the fan-out in this process; direct, each "
+                    "producer connected to every engine's own ingest endpoint")
     ap.add_argument("--collector", action="store_true", help="each producer's results go to a collector process "
                     "of its own (zmqrt loadgen --collector), so the round trip from the actual send leaves out the "
                     "producer's own delay in looking")
@@ -233,7 +236,8 @@ def main() -> int:
     for r in rows.values():
         r["speedup_vs_first"] = (r["throughput_tasks_per_s"] or 0.0) / base
     lines = [f"# Supervised engines, throughput at {args.rate:,.0f} tasks/s offered ({args.processes} producers, "
-             f"{args.seconds:g} s, 1 KiB vector_add, batch_max {args.batch_max}): {card_name()}", "",
+             f"{args.seconds:g} s, 1 KiB vector_add, batch_max {args.batch_max}, fan-out {args.fanout}): "
+             f"{card_name()}", "",
              md_row(["engines on devices", "sent tasks/s", "ok tasks/s", "x first", "ok", "rejected", "lost",
                      "mismatches", "p50 µs (from intended send)", "p99 µs", "service p99 µs", "receipt to sent p99 µs",
                      "round trip from actual send p99 µs"]),
@@ -251,7 +255,7 @@ def main() -> int:
     path = write_results(args.out, {"card": card_name(), "env": environment(), "rate_hz": args.rate,
                                       "seconds": args.seconds, "processes": args.processes, "batch_max": args.batch_max,
                                       "collector": args.collector,
-                                      "fanout_io_threads": args.fanout_io_threads,
+                                      "fanout_io_threads": args.fanout_io_threads, "fanout": args.fanout,
                                       "configs": rows},
                          "\n".join(lines) + "\n")
     print(f"wrote {path}")

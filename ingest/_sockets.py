@@ -5,6 +5,27 @@ from __future__ import annotations
 import zmq
 
 DEFAULT_REPLY_ENDPOINT = "tcp://127.0.0.1:*"
+# With several engine endpoints, each connection's send queue: a PUSH skips a peer whose queue is full, so a slow or
+# stalled engine does not keep taking an equal share of the work (as the fan-out's 64 per engine do).
+MULTI_ENDPOINT_HWM = 256
+
+
+def connect_ingest(push: zmq.Socket, ingest_endpoint: str) -> int:
+    """Connect ``push`` to the server's ingest: one endpoint, or several separated by commas (``zmqrt serve
+    --devices 0,1 --fanout direct``: one per engine; the PUSH deals round-robin). Returns how many. Security
+    options must be set before: they apply to connections made later."""
+    endpoints = [e.strip() for e in ingest_endpoint.split(",") if e.strip()]
+    if not endpoints:
+        raise ValueError(f"no ingest endpoint in {ingest_endpoint!r}")
+    if len(endpoints) > 1:
+        # Queue only towards engines connected now: a restarting engine's share goes to the others, not into a pipe
+        # that waits for it. (One endpoint keeps ZeroMQ's default: tasks wait for the engine to come back.)
+        push.setsockopt(zmq.IMMEDIATE, 1)
+        hwm = push.getsockopt(zmq.SNDHWM)
+        push.setsockopt(zmq.SNDHWM, MULTI_ENDPOINT_HWM if hwm == 0 else min(hwm, MULTI_ENDPOINT_HWM))
+    for ep in endpoints:
+        push.connect(ep)
+    return len(endpoints)
 
 
 def check_client_args(reply_endpoint: str | None, results_endpoint: str | None, curve_secret: str | None,
@@ -38,7 +59,7 @@ def open_client_sockets(ctx: zmq.Context, ingest_endpoint: str, reply_endpoint: 
             from zmqrt.security import apply_client
 
             apply_client(push, curve_secret, server_public)
-        push.connect(ingest_endpoint)
+        connect_ingest(push, ingest_endpoint)
         if results_endpoint is not None:
             pull.connect(results_endpoint)
             reply_to = None

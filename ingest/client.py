@@ -2,10 +2,12 @@
 
 Contract:
 
-* One PUSH connected to the server's ingest endpoint. Results come back on a PULL the client *binds*
-  (``reply_endpoint``, default ``tcp://127.0.0.1:*`` resolved to the real port) whose address rides in every
-  task's ``reply_to``, so results reach only this client. Alternatively ``results_endpoint=`` connects the PULL to
-  a server's bound results endpoint and sends no ``reply_to`` (then only one client should use that server).
+* One PUSH connected to the server's ingest endpoint (or to several, comma-separated: engines started with
+  ``zmqrt serve --devices LIST --fanout direct`` bind one each, and the PUSH deals tasks round-robin). Results
+  come back on a PULL the client *binds* (``reply_endpoint``, default ``tcp://127.0.0.1:*`` resolved to the real
+  port) whose address rides in every task's ``reply_to``, so results reach only this client. Alternatively
+  ``results_endpoint=`` connects the PULL to a server's bound results endpoint and sends no ``reply_to`` (then
+  only one client should use that server).
 * Ids are generated per client (an int counter) unless ``task_id=`` is given; a pending id cannot be reused.
 * A background thread owns the PULL and resolves futures by id. Results for ids nobody waits for (unknown, or
   whose ``call`` timed out) are counted in ``unknown_results``; undecodable result frames in ``bad_results``.

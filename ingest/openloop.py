@@ -21,6 +21,7 @@ import msgpack
 import numpy as np
 import zmq
 
+from ._sockets import connect_ingest
 from .protocol import _LAT_QS_HEAD, _OK_ID_HEAD, _OK_STATUS, _SERVICE_KEY, encode_task
 from .template import BAD, scalar_at
 
@@ -107,7 +108,7 @@ def _connect_push(push: zmq.Socket, ingest_endpoint: str, curve: tuple[str, str]
         from zmqrt.security import apply_client
 
         apply_client(push, curve[0], curve[1])
-    push.connect(ingest_endpoint)
+    connect_ingest(push, ingest_endpoint)
 
 
 def _prepare(plan: Sequence[Planned], id_prefix: str, reply_to: str) -> tuple[list[bytes], list[Record]]:

@@ -245,6 +245,21 @@ def test_scaleout_keeps_the_producers_off_the_engines_cpus():
     assert out["after"] == out["allowed"] and out["none"] is None
 
 
+@pytest.mark.parametrize("fanout", ["proxy", "direct"])
+def test_scaleout_runs_two_cpu_engines(tmp_path, fanout):
+    """The benchmark end to end on the CPU backend: every task answered, both engines used, either way of fan-out."""
+    proc = subprocess.run([sys.executable, "bench/scaleout.py", "--backend", "cpu", "--configs", "0,0", "--fanout",
+                           fanout, "--seconds", "1", "--rate", "1000", "--processes", "2", "--batch-max", "16",
+                           "--out", str(tmp_path / "sc")], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(next(tmp_path.glob("sc-*.json")).read_text())
+    assert data["fanout"] == fanout
+    run = data["configs"]["0,0"]
+    assert run["counts"]["ok"] == 1000 and run["counts"]["lost"] == 0 and run["counts"]["mismatches"] == 0
+    assert all(e["frames"] > 0 for e in run["engines"]), run["engines"]
+    assert bool(run["fanout_threads_busy"]) == (fanout == "proxy")  # direct: no fan-out threads here
+
+
 def test_smt_probe_times_one_cpu_against_each_other():
     import os
 

@@ -249,6 +249,74 @@ def test_fan_out_applies_curve_at_the_edge(tmp_path, ipc_endpoint):
             plain.call("vector_add", np.ones(4, np.float32), np.ones(4, np.float32))
 
 
+def test_direct_fanout_engines_bind_their_own_ingest(ipc_endpoint):
+    ingest, stats = ipc_endpoint(), ipc_endpoint()
+    with supervised(ingest, devices=[0, 0], stats=stats, fanout="direct") as (sup, _):
+        assert sup._fanout is None  # no proxy and no fan-out threads in this process
+        assert sup.ingest_endpoints == [f"{ingest}.0", f"{ingest}.1"]
+        assert sup.ingest_endpoint == f"{ingest}.0,{ingest}.1"
+        with Client(sup.ingest_endpoint, timeout_s=30) as client:
+            vector_add_ok(client)
+            xs = [np.full(8, i, np.float32) for i in range(300)]
+            futs = [client.submit("vector_add", x, np.ones(8, np.float32)) for x in xs]
+            for x, f in zip(xs, futs, strict=True):
+                res = f.result(30)
+                assert res.ok, (res.code, res.message)
+                np.testing.assert_array_equal(res.outputs[0], x + 1)
+            time.sleep(0.2)
+            assert client.unknown_results == 0  # no second result for any task
+        served = [_stats(_nth_endpoint(stats, i))["counters"]["ok"] for i in range(2)]
+        assert sum(served) == 301 and min(served) > 0, served  # the producer's PUSH dealt to both engines
+
+
+def test_direct_fanout_deals_around_a_dead_engine(ipc_endpoint):
+    with supervised(ipc_endpoint(), devices=[0, 0], fanout="direct") as (sup, _), \
+            Client(sup.ingest_endpoint, timeout_s=30) as client:
+        vector_add_ok(client)
+        os.kill(sup.engine_pids()[1], signal.SIGKILL)
+        wait_for(lambda: sup.restarts == 1, what="the supervisor to see the engine die")
+        # The producer's I/O thread drops the dead connection when its socket closes, within a few ms; a spawned
+        # CPU engine needs over a second to come back, checked below. (IMMEDIATE: no queue waits for a dead peer.)
+        time.sleep(0.2)
+        futs = [client.submit("vector_add", np.full(8, i, np.float32), np.zeros(8, np.float32)) for i in range(20)]
+        assert [f.result(30).outputs[0][0] for f in futs] == list(range(20))
+        assert not sup.restart_seconds, "the engine was back before the tasks were sent: nothing was dealt around it"
+        wait_for(lambda: len(sup.restart_seconds) == 1, what="the restart")
+        vector_add_ok(client)
+
+
+def test_direct_fanout_refuses_what_it_cannot_wire():
+    def cfg(**kw):
+        return ServerConfig(backend="cpu", fanout="direct", **kw)
+
+    with pytest.raises(ValueError, match="fixed tcp port"):
+        Supervisor(cfg(ingest="tcp://127.0.0.1:*"), devices=[0, 0]).start()
+    with pytest.raises(ValueError, match="--stats endpoints"):
+        Supervisor(cfg(ingest="tcp://127.0.0.1:6000", stats="tcp://127.0.0.1:6001"), devices=[0, 0]).start()
+    with pytest.raises(ValueError, match="ingest-workers"):
+        Supervisor(cfg(ingest="tcp://127.0.0.1:6000", ingest_workers=2), devices=[0, 0]).start()
+    with pytest.raises(ValueError, match="fanout must be proxy or direct"):
+        validate(ServerConfig(fanout="both"))
+
+
+def test_connect_ingest_takes_several_endpoints():
+    from ingest._sockets import MULTI_ENDPOINT_HWM, connect_ingest
+
+    ctx = zmq.Context()
+    try:
+        one, many = ctx.socket(zmq.PUSH), ctx.socket(zmq.PUSH)
+        one.setsockopt(zmq.SNDHWM, 0)
+        many.setsockopt(zmq.SNDHWM, 0)
+        assert connect_ingest(one, "tcp://127.0.0.1:6100") == 1
+        assert one.getsockopt(zmq.IMMEDIATE) == 0 and one.getsockopt(zmq.SNDHWM) == 0  # waits for its one server
+        assert connect_ingest(many, "tcp://127.0.0.1:6100, tcp://127.0.0.1:6101,") == 2
+        assert many.getsockopt(zmq.IMMEDIATE) == 1 and many.getsockopt(zmq.SNDHWM) == MULTI_ENDPOINT_HWM
+        with pytest.raises(ValueError, match="no ingest endpoint"):
+            connect_ingest(ctx.socket(zmq.PUSH), " , ")
+    finally:
+        ctx.destroy(linger=0)
+
+
 def test_nth_trace_gives_each_engine_its_own_file():
     assert _nth_trace("/x/engine.npy", 1) == "/x/engine.1.npy"
     assert _nth_trace("/x/engine", 0) == "/x/engine.0.npy"
@@ -284,8 +352,8 @@ def test_the_fan_out_gets_its_io_threads():
             fanout.close()
 
 
-@pytest.mark.parametrize("mode", [[], ["--devices", "0,0"], ["--no-supervise"]], ids=["supervised", "devices",
-                                                                                       "unsupervised"])
+@pytest.mark.parametrize("mode", [[], ["--devices", "0,0"], ["--devices", "0,0", "--fanout", "direct"],
+                                  ["--no-supervise"]], ids=["supervised", "devices", "direct", "unsupervised"])
 def test_serve_cli_sigterm_exits_0(mode):
     tmp = tempfile.mkdtemp(prefix="zq")
     ingest = f"ipc://{tmp}/in"
@@ -293,8 +361,10 @@ def test_serve_cli_sigterm_exits_0(mode):
     proc = subprocess.Popen([sys.executable, "-m", "zmqrt.cli", "serve", "--backend", "cpu", "--ingest", ingest,
                              "--lanes", "1", *mode], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
+    # --fanout direct: each engine binds its own copy of --ingest, and the client connects to both
+    producer_ep = f"{ingest}.0,{ingest}.1" if "direct" in mode else ingest
     try:
-        with Client(ingest, timeout_s=60) as c:
+        with Client(producer_ep, timeout_s=60) as c:
             vector_add_ok(c, timeout_s=60)
             futs = [c.submit("vector_add", np.ones(4, np.float32), np.ones(4, np.float32)) for _ in range(20)]
             assert all(f.result(30).ok for f in futs)

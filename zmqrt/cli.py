@@ -95,6 +95,11 @@ def _add_serve(sub) -> None:
                    "device may repeat). This process binds --ingest and deals tasks to the engines through an "
                    "internal ipc hop (one more ZeroMQ hop: about 10 µs); each engine binds --stats/--results with .N "
                    "(ipc) or port+N (tcp) appended, and --metrics-port+N. Implies --supervise")
+    g.add_argument("--fanout", choices=("proxy", "direct"), help="with --devices: how tasks reach the engines. "
+                   "proxy (default): this process binds --ingest and deals them out, so producers need one endpoint. "
+                   "direct: engine i binds --ingest with .i (ipc) or port+i (tcp) itself and producers connect to "
+                   "all of them (comma-separated, e.g. tcp://h:5555,tcp://h:5556 for zmqrt loadgen and Client): one "
+                   "ZeroMQ hop less, and no fan-out threads that every task waits in")
     g.add_argument("--fanout-io-threads", type=int, metavar="N", help="with --devices: ZeroMQ I/O threads of the "
                    "fan-out, which moves every task in and out (default 2: one was the bottleneck near 200k tasks/s)")
     g.add_argument("--ingest-workers", type=int, metavar="N", help="experimental: N relay processes between --ingest "
@@ -129,7 +134,7 @@ def cmd_serve(args) -> int:
         "priority_levels", "queue_capacity", "admission", "admission_margin", "expire", "cache_dir", "spin",
         "stage_timing_every", "stage_timing_gap_ms",
         "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path",
-        "batch_max", "bulk", "resident", "ingest_workers", "fanout_io_threads")}
+        "batch_max", "bulk", "resident", "ingest_workers", "fanout_io_threads", "fanout")}
     overrides["kernels_dirs"] = args.kernels_dir
     try:
         cfg = build_config(args.config, **overrides)

@@ -92,6 +92,12 @@ class ServerConfig:
     # One was 67% busy at 192k tasks/s on the H200 host; the producers' round trip p50 / p99 was 0.67 to 1.0 / 2.7 to
     # 44 ms over five runs with one, 0.56 to 0.76 / 1.65 to 12 ms over seven with two (bench/NOTES.md 32).
     fanout_io_threads: int = 2
+    # How several engines (--devices) get their tasks. "proxy": this process binds ``ingest`` and deals the frames to
+    # the engines (producers need one endpoint; a frame waits in the proxy, where any engine can take it, while one
+    # restarts). "direct": engine i binds ``ingest`` with ``.i`` (ipc) or port + i (tcp) itself and each producer
+    # connects to all of them, its PUSH dealing round-robin: no fan-out hop (its I/O threads and proxy were 50 to
+    # 64% busy each at 200k tasks/s, and every task waits in them), at the price of a list of endpoints.
+    fanout: str = "proxy"
     relay_results: tuple[str, ...] = ()  # set by the supervisor: the engine reads relay messages; relay r's endpoint
     trace_path: str | None = None  # write a per-task stage trace (.npy, zmqrt.trace) here at shutdown
     trace_capacity: int = 200_000  # tasks the trace ring holds (the most recent ones)
@@ -137,6 +143,8 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"lanes must be 1..64, not {cfg.lanes}")
     if cfg.max_task_bytes < 1024:
         raise ValueError(f"max_task_bytes must be at least 1024, not {cfg.max_task_bytes}")
+    if cfg.fanout not in ("proxy", "direct"):
+        raise ValueError(f"fanout must be proxy or direct, not {cfg.fanout!r}")
     if cfg.fanout_io_threads < 1:
         raise ValueError(f"fanout_io_threads must be at least 1, not {cfg.fanout_io_threads}")
     if cfg.cpu is not None and cfg.cpu < 0:

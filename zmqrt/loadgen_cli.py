@@ -31,7 +31,9 @@ def add_loadgen_parser(subparsers: Any) -> argparse.ArgumentParser:
                ' \\\n      --mix "kernel=matmul,size=1024,priority=2,deadline_us=200" --json out.json --plot out.png\n'
                '  zmqrt loadgen --endpoint EP --scenario examples/scenarios/mixed.toml --processes 4',
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--endpoint", required=True, metavar="EP", help="the server's --ingest endpoint")
+    p.add_argument("--endpoint", required=True, metavar="EP", help="the server's --ingest endpoint; "
+                   "several separated by commas for engines that bind their own (zmqrt serve --devices LIST --fanout "
+                   "direct), dealt round-robin")
     p.add_argument("--scenario", metavar="FILE.toml", help="task mix ([[task]] tables) and run settings")
     g = p.add_argument_group("schedule")
     g.add_argument("--rate", type=float, metavar="HZ", help=f"tasks per second, all producers together "

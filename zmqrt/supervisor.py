@@ -16,6 +16,10 @@ Topology:
   PUSH on a private ipc endpoint that every engine's PULL connects to; ``zmq.proxy`` (C, GIL released) moves the
   frames. PUSH deals round-robin over the engines connected *now* and skips a full one, so while an engine
   restarts, tasks go to the others or wait in the proxy. Results go from each engine straight to the reply_to.
+* Several engines, ``fanout="direct"``: no fan-out. Engine ``i`` binds ``cfg.ingest`` with ``.i`` (ipc) or port + i
+  (tcp), and producers connect their PUSH to all of them (``ingest_endpoint`` lists them, comma-separated, as the
+  clients take it). A task then crosses one ZeroMQ hop instead of three threads; while an engine restarts, the
+  producers' PUSH (``IMMEDIATE`` with several endpoints) deals to the others.
 * Relays (``cfg.ingest_workers`` N > 0, ``zmqrt.relay``): the fan-out deals the frames to N relay processes instead;
   relay ``r`` hands them, many per message, to engine ``r % engines``, which binds a private ipc endpoint for its
   relays, and sends every batch's result rows back through the relay they came from. One engine, one CUDA context;
@@ -304,7 +308,10 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        # What producers connect to once started: with several engines, the fan-out's endpoint, or with
+        # fanout="direct" every engine's own (``ingest_endpoint`` then joins them with commas, as the clients take).
         self.ingest_endpoint: str | None = None
+        self.ingest_endpoints: list[str] = []
 
     # ------------------------------------------------------------------ start
     def _engine_cfgs(self) -> list[ServerConfig]:
@@ -312,31 +319,63 @@ class Supervisor:
         relays = cfg.ingest_workers
         if len(self.devices) == 1 and not relays:
             return [cfg.replace(device=self.devices[0])]
-        self._tmp = tempfile.mkdtemp(prefix="zmqrt-sup-")  # private: only our engines connect to the backend
-        backend_ep = self._backend_ep = f"ipc://{self._tmp}/engines"
-        self._fanout = _FanOut(cfg, backend_ep)
-        self.ingest_endpoint = self._fanout.endpoint
-        plain = {f: None for f in _CURVE_FIELDS if hasattr(cfg, f)}  # no CURVE on the private hop
         many = len(self.devices) > 1
-        engine_in, relay_out = relay_endpoints(self._tmp, relays, len(self.devices))
-        self._relays = [_Relay(r, engine_in[r % len(self.devices)], relay_out[r], self._mp.Event(), self._mp.Event())
-                        for r in range(relays)]
+        direct = cfg.fanout == "direct" and many
+        if direct:
+            wirings = self._direct_wirings()
+            plain: dict = {}  # each engine binds a public endpoint: CURVE stays on
+        else:
+            wirings = self._fanout_wirings()
+            plain = {f: None for f in _CURVE_FIELDS if hasattr(cfg, f)}  # no CURVE on the private hop
         cfgs = []
         # --cpu N with several engines: engine i's loop on CPU N + i, and no engine's other threads on any of them.
         loop_cpus = engine_cpus(cfg.cpu, len(self.devices)) if many else ()
-        for i, d in enumerate(self.devices):
+        for i, (d, wiring) in enumerate(zip(self.devices, wirings)):  # noqa: B905 - one wiring per device
             own = dict(stats=_nth_endpoint(cfg.stats, i), results=_nth_endpoint(cfg.results, i),
                        metrics_port=_nth_port(cfg.metrics_port, i),
                        trace_path=_nth_trace(cfg.trace_path, i)) if many else {}
             if loop_cpus:
                 own.update(cpu=loop_cpus[i], cpu_keep_off=tuple(c for c in loop_cpus if c != loop_cpus[i]))
-            if relays:  # the engine binds its relays' endpoint; relay r's results endpoint is relay_out[r]
-                wiring = dict(ingest=engine_in[i], ingest_connect=False, ingest_hwm=RELAY_HWM,
-                              relay_results=tuple(relay_out))
-            else:
-                wiring = dict(ingest=backend_ep, ingest_connect=True, ingest_hwm=_ENGINE_HWM)
             cfgs.append(cfg.replace(device=d, **wiring, **own, **plain))
         return cfgs
+
+    def _fanout_wirings(self) -> list[dict]:
+        """Bind the fan-out (and start the relays' endpoints): each engine's ingest settings behind it."""
+        cfg, relays = self.cfg, self.cfg.ingest_workers
+        self._tmp = tempfile.mkdtemp(prefix="zmqrt-sup-")  # private: only our engines connect to the backend
+        backend_ep = self._backend_ep = f"ipc://{self._tmp}/engines"
+        self._fanout = _FanOut(cfg, backend_ep)
+        self.ingest_endpoint = self._fanout.endpoint
+        self.ingest_endpoints = [self.ingest_endpoint]
+        engine_in, relay_out = relay_endpoints(self._tmp, relays, len(self.devices))
+        self._relays = [_Relay(r, engine_in[r % len(self.devices)], relay_out[r], self._mp.Event(), self._mp.Event())
+                        for r in range(relays)]
+        if relays:  # engine i binds its relays' endpoint; relay r's results endpoint is relay_out[r]
+            return [dict(ingest=engine_in[i], ingest_connect=False, ingest_hwm=RELAY_HWM,
+                         relay_results=tuple(relay_out)) for i in range(len(self.devices))]
+        return [dict(ingest=backend_ep, ingest_connect=True, ingest_hwm=_ENGINE_HWM)] * len(self.devices)
+
+    def _direct_wirings(self) -> list[dict]:
+        """``fanout="direct"``: engine i binds its own copy of the ingest endpoint; producers connect to them all."""
+        cfg = self.cfg
+        if cfg.ingest_workers:
+            raise ValueError("--fanout direct gives each engine its own public endpoint; relays (--ingest-workers) "
+                             "sit behind the fan-out's one endpoint: use --fanout proxy with them")
+        eps = [_nth_endpoint(cfg.ingest, i) for i in range(len(self.devices))]
+        if len(set(eps)) < len(eps):  # tcp port "*": every engine would pick its own, unknown to the producers
+            raise ValueError(f"--fanout direct needs an ingest endpoint with a fixed tcp port or an ipc path (engine "
+                             f"i binds port + i or path.i), not {cfg.ingest!r}")
+        taken = {ep: name for name, ep in (("stats", cfg.stats), ("results", cfg.results)) if ep is not None
+                 for ep in (_nth_endpoint(ep, i) for i in range(len(self.devices)))}
+        clash = sorted(set(eps) & set(taken))
+        if clash:
+            raise ValueError(f"--fanout direct: engine ingest endpoint(s) {', '.join(clash)} are also --"
+                             f"{taken[clash[0]]} endpoints of an engine; leave {len(eps)} ports between them")
+        self.ingest_endpoints = eps
+        self.ingest_endpoint = ",".join(eps)  # what producers connect to: ZeroMQ endpoints never hold a comma
+        # A small queue per producer connection, as behind the fan-out: a producer's PUSH skips an engine whose
+        # queue is full, so a slow engine does not hold a growing share of the work.
+        return [dict(ingest=ep, ingest_connect=False, ingest_hwm=_ENGINE_HWM) for ep in eps]
 
     def _spawn_relay(self, relay: _Relay) -> None:
         relay.ready.clear()
@@ -374,7 +413,9 @@ class Supervisor:
         pinned = {k: info[k] for k in ("results", "stats", "metrics_port") if info[k] is not None}
         if not engine.cfg.ingest_connect and not engine.cfg.relay_results:
             pinned["ingest"] = info["ingest"]
-            self.ingest_endpoint = info["ingest"]
+            if len(self._engines) == 1:  # with --fanout direct, each engine's: ingest_endpoint lists them all
+                self.ingest_endpoint = info["ingest"]
+                self.ingest_endpoints = [info["ingest"]]
         engine.cfg = engine.cfg.replace(**pinned)
         if engine.died_at is not None:
             took = time.monotonic() - engine.died_at
@@ -394,6 +435,10 @@ class Supervisor:
         if self._fanout is not None:
             log.info("supervisor: ingest %s fanned out to %d engines on devices %s", self.ingest_endpoint,
                      len(self._engines), ",".join(map(str, self.devices)))
+        elif len(self._engines) > 1:
+            log.info("supervisor: %d engines on devices %s bind their own ingest (--fanout direct); producers "
+                     "connect to all of %s", len(self._engines), ",".join(map(str, self.devices)),
+                     self.ingest_endpoint)
         if self._relays:
             log.info("supervisor: %d relay process(es) between the fan-out and the engine(s)", len(self._relays))
         for relay in self._relays:
