@@ -19,6 +19,7 @@ Usage: python3 bench/scaleout.py [--seconds 5] [--rate 60000] [--processes 6] [-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -60,9 +61,14 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
         thread.start()
         lg.endpoint = sup.ingest_endpoint
         kept = _keep_producers_off(engine_cpus(args.engine_cpu, len(devices)))
-        t0 = time.perf_counter()
-        cpu0 = thread_cpu_ms()
+        warmup = None
         try:
+            if args.warmup_s > 0:  # the same load on the same engines first; reported apart, not in the figures
+                warm = run_loadgen(dataclasses.replace(lg, duration_s=args.warmup_s))
+                warmup = _warmup_summary(warm)
+                print(f"  warm-up {args.warmup_s:g} s: {warmup}", flush=True)
+            t0 = time.perf_counter()
+            cpu0 = thread_cpu_ms()
             res = run_loadgen(lg)
         finally:
             if kept is not None:
@@ -102,6 +108,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     # service histograms end at the send. Both are kept: the second is issue 6's "receipt to result sent".
     sent_service = {k: v / 1e3 for k, v in merged.summary("service").items() if k.endswith("_ns")}
     return {"devices": devices, "ingest_workers": relays, "wall_s": wall, "engines": engines, "batch_trace": batches,
+            "warmup": warmup,
             "fanout_threads_busy": fanout_busy,
             "engine_service_to_sent_us": {k[:-3]: v for k, v in sent_service.items()},
             "roundtrip_from_actual_send_us": roundtrip, "roundtrip_windows": windows,
@@ -127,7 +134,20 @@ def _rt_windows(sent_ns, done_ns, window_ns: int = 100_000_000) -> dict:
     if not len(p99):
         return {}
     return {"window_ms": window_ns // 1_000_000, "windows": int(len(p99)), "over_1ms": int((p99 > 1000).sum()),
-            "median_window_p99_us": float(np.median(p99)), "worst_us": sorted(np.round(p99, 0).tolist())[-5:]}
+            "median_window_p99_us": float(np.median(p99)), "worst_us": sorted(np.round(p99, 0).tolist())[-5:],
+            # where in the run the bad windows are (start-up, or spread over it): every window's p99 in order
+            "p99_us_by_window": np.round(p99, 0).tolist()}
+
+
+def _warmup_summary(res) -> dict:
+    """A warm-up run in brief: what was answered, and its round trip from the actual send."""
+    import numpy as np
+
+    ok = res.status == "ok"
+    rt = (res.done_ns[ok] - res.sent_ns[ok]) / 1e3
+    return {"tasks": int(len(ok)), "ok": int(ok.sum()),
+            "roundtrip_p50_us": round(float(np.percentile(rt, 50)), 1) if len(rt) else None,
+            "roundtrip_p99_us": round(float(np.percentile(rt, 99)), 1) if len(rt) else None}
 
 
 def _keep_producers_off(cpus) -> set[int] | None:
@@ -195,6 +215,9 @@ def main() -> int:
     ap.add_argument("--fanout", choices=("proxy", "direct"), default="proxy", help="how tasks reach several engines "
                     "(zmqrt serve --fanout): proxy (default), through the fan-out in this process; direct, each "
                     "producer connected to every engine's own ingest endpoint")
+    ap.add_argument("--warmup-s", type=float, default=0.0, metavar="S", help="first run the same load for S "
+                    "seconds on the same engines, reported apart (a long-running server has paid its first-use "
+                    "costs, each batch size's first launch and graph capture; default 0: none)")
     ap.add_argument("--collector", action="store_true", help="each producer's results go to a collector process "
                     "of its own (zmqrt loadgen --collector), so the round trip from the actual send leaves out the "
                     "producer's own delay in looking")
@@ -222,6 +245,10 @@ def main() -> int:
             print(f"  round trip from the actual send per {w['window_ms']} ms: {w['over_1ms']} of {w['windows']} "
                   f"windows with p99 > 1 ms; median window p99 {w['median_window_p99_us']:,.0f} µs; worst "
                   f"{', '.join(f'{x:,.0f}' for x in w['worst_us'])} µs", flush=True)
+            per_s = 1000 // w["window_ms"]
+            by = w["p99_us_by_window"]
+            print("  windows over 1 ms, per second of the run: " + " ".join(
+                str(sum(x > 1000 for x in by[k:k + per_s])) for k in range(0, len(by), per_s)), flush=True)
         if r["fanout_threads_busy"]:
             print("  busy share of this process's threads over the run: " + ", ".join(
                 f"{k} {v:.0%}" for k, v in r["fanout_threads_busy"].items()), flush=True)
@@ -256,6 +283,7 @@ def main() -> int:
                                       "seconds": args.seconds, "processes": args.processes, "batch_max": args.batch_max,
                                       "collector": args.collector,
                                       "fanout_io_threads": args.fanout_io_threads, "fanout": args.fanout,
+                                      "warmup_s": args.warmup_s,
                                       "configs": rows},
                          "\n".join(lines) + "\n")
     print(f"wrote {path}")
