@@ -54,7 +54,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
                        fanout_io_threads=args.fanout_io_threads, fanout=args.fanout)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
                        duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes,
-                       collector=args.collector)
+                       collector=args.collector, drain_per_send=args.drain_per_send)
     with Supervisor(cfg, devices=devices if len(devices) > 1 else None) as sup:
         sup.start()
         thread = threading.Thread(target=sup.run, daemon=True)
@@ -218,6 +218,8 @@ def main() -> int:
     ap.add_argument("--warmup-s", type=float, default=0.0, metavar="S", help="first run the same load for S "
                     "seconds on the same engines, reported apart (a long-running server has paid its first-use "
                     "costs, each batch size's first launch and graph capture; default 0: none)")
+    ap.add_argument("--drain-per-send", type=int, default=64, metavar="N", help="a producer behind schedule takes "
+                    "at most N waiting results between two sends (default 64; 1 was the rule before session 18)")
     ap.add_argument("--collector", action="store_true", help="each producer's results go to a collector process "
                     "of its own (zmqrt loadgen --collector), so the round trip from the actual send leaves out the "
                     "producer's own delay in looking")
@@ -283,7 +285,7 @@ def main() -> int:
                                       "seconds": args.seconds, "processes": args.processes, "batch_max": args.batch_max,
                                       "collector": args.collector,
                                       "fanout_io_threads": args.fanout_io_threads, "fanout": args.fanout,
-                                      "warmup_s": args.warmup_s,
+                                      "warmup_s": args.warmup_s, "drain_per_send": args.drain_per_send,
                                       "configs": rows},
                          "\n".join(lines) + "\n")
     print(f"wrote {path}")

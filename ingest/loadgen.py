@@ -103,6 +103,7 @@ class LoadgenConfig:
     curve_secret: str | None = None  # this producer's NAME.key_secret, for a server with CURVE on
     server_public: str | None = None  # the server's NAME.key
     collector: bool = False  # each producer's results go to a collector process of its own (ingest.collector)
+    drain_per_send: int = 64  # results a producer behind schedule takes at most between sends (ingest.openloop)
 
     def validate(self) -> None:
         if not self.mix:
@@ -499,7 +500,7 @@ def _run_share(cfg: LoadgenConfig, worker: int, schedule: Schedule, pools: list,
                             keep_outputs=(lambda i: bool(check[i])) if check.any() else None,
                             progress=progress, id_prefix=f"lg{worker}_{cfg.seed}_",
                             curve=(cfg.curve_secret, cfg.server_public) if cfg.curve_secret else None,
-                            collector=cfg.collector)
+                            collector=cfg.collector, drain_per_send=cfg.drain_per_send)
     return _columns(records, indices, schedule, pools, registry, cfg.mix, worker)
 
 

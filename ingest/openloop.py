@@ -132,6 +132,7 @@ def run_open_loop(
     id_prefix: str = "",
     curve: tuple[str, str] | None = None,
     collector: bool = False,
+    drain_per_send: int = 64,
 ) -> list[Record]:
     """Send ``plan`` (sorted by ``at_ns``) open loop; wait up to ``timeout_s`` after the last send for results.
 
@@ -140,7 +141,10 @@ def run_open_loop(
     ``curve`` = (producer secret certificate, server public certificate) for a server with CURVE on.
     ``collector``: results go to a second process (``ingest.collector``) and this thread only sends, so a result
     never waits for the sender to look (for rates one thread cannot both send and receive).
+    ``drain_per_send``: behind schedule, results taken at most between two sends (at least 1).
     """
+    if drain_per_send < 1:
+        raise ValueError(f"drain_per_send must be at least 1, not {drain_per_send}")
     if collector:
         return _run_with_collector(ingest_endpoint, plan, timeout_s, keep_outputs, ctx, reply_bind, progress,
                                    id_prefix, curve)
@@ -214,9 +218,13 @@ def run_open_loop(
                 push.send(frames[i], copy=True)
                 records[i].sent_ns = pc()
                 i += 1
-                # Behind schedule the sends come back to back; still take one result per send, or the
-                # server's outbox to us fills and it has to count our results as undeliverable.
-                drain_one()
+                # Behind schedule the sends come back to back; still take the results waiting, up to a bound, or
+                # the server's outbox to us fills and it has to count our results as undeliverable. One per send
+                # was not enough: a burst of results then stood in our socket for as long as we stayed behind
+                # (their round trip counting our backlog, not the server's), and 64 bound the sends' delay.
+                for _ in range(drain_per_send):
+                    if not drain_one():
+                        break
                 continue
             if not drain_one() and progress is not None and now >= next_progress:
                 progress(done, n)

@@ -300,3 +300,10 @@ def test_collector_reports_rejections_and_loses_what_never_comes(ipc_endpoint):
         sink.close(linger=0)
         ctx.term()
     assert [r.status for r in recs] == ["lost"] * 5 and all(r.sent_ns > 0 for r in recs)
+
+
+def test_open_loop_refuses_taking_no_results_while_behind():
+    from ingest.openloop import run_open_loop
+
+    with pytest.raises(ValueError, match="drain_per_send"):
+        run_open_loop("ipc:///nonexistent/zmqrt-in", [], drain_per_send=0)
