@@ -273,3 +273,23 @@ def test_smt_probe_times_one_cpu_against_each_other():
     assert r["target"] == cpus[-1] and r["alone_ms"] > 0 and r["alone_again_ms"] > 0
     assert set(r["slowdown"]) == {str(c) for c in cpus[:-1]}
     assert set(r["siblings"]) <= set(cpus[:-1])
+
+
+def test_peers_against_the_resident_path_get_their_own_rows():
+    from bench.peers import ratios, table
+    from bench.run_all import comparisons
+
+    merged = fake_merged()
+    paths = {"zmqrt": _pair(20.0, 30.0), "zmqrt --resident": _pair(10.0, 15.0), "cupy": _pair(60.0, 90.0)}
+    merged["benchmarks"]["peers"]["result"] = {"paths_us": paths, "skipped": {"torch": "no torch"}}
+    rows = {c["comparison"]: c for c in comparisons(merged)}
+    launched, resident = rows["executor vs CuPy (peers.py, same run)"], rows["executor --resident vs CuPy (peers.py, "
+                                                                               "same run)"]
+    assert launched["ratio"]["p50"] == pytest.approx(3.0) and launched["met"] is False
+    assert resident["ratio"]["p50"] == pytest.approx(6.0) and resident["met"] is True
+    assert "ratio" not in rows["executor --resident vs PyTorch (peers.py, same run)"]  # skipped peer
+    res = ratios(paths, "zmqrt --resident")
+    assert res["cupy"]["p50"] == pytest.approx(6.0) and "zmqrt --resident" not in res
+    md = table({"card": "X", "paths_us": paths, "skipped": {}, "ratios_peer_over_zmqrt": ratios(paths),
+                "ratios_peer_over_zmqrt_resident": res})
+    assert "| cupy | 6.00 | 6.00 | >= 4x | yes |" in md
