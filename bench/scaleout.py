@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import card_name, environment, md_row, write_results  # noqa: E402
+from bench.steal import StealSampler, steal_by_window  # noqa: E402
 
 
 def run_config(devices: list[int], args, relays: int = 0) -> dict:
@@ -69,7 +70,8 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
                 print(f"  warm-up {args.warmup_s:g} s: {warmup}", flush=True)
             t0 = time.perf_counter()
             cpu0 = thread_cpu_ms()
-            res = run_loadgen(lg)
+            with StealSampler() as steal:
+                res = run_loadgen(lg)
         finally:
             if kept is not None:
                 os.sched_setaffinity(0, kept)
@@ -100,6 +102,10 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     roundtrip = ({"p50": float(np.percentile(rt, 50)), "p99": float(np.percentile(rt, 99)),
                   "p99_9": float(np.percentile(rt, 99.9))} if len(rt) else {})
     windows = _rt_windows(res.sent_ns[ok], res.done_ns[ok])
+    stolen = steal.summary()
+    if stolen and windows:
+        stolen["by_window"] = steal_by_window(stolen, np.array(windows["start_ns_by_window"], np.int64),
+                                              np.array(windows["p99_us_by_window"]))
     sent = res.sent_ns[res.sent_ns >= 0]
     # What the producers managed to send (the offered rate is only an intent): sends over their span.
     sent_hz = (len(sent) - 1) / ((int(sent.max()) - int(sent.min())) / 1e9) if len(sent) > 1 else 0.0
@@ -108,7 +114,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     # service histograms end at the send. Both are kept: the second is issue 6's "receipt to result sent".
     sent_service = {k: v / 1e3 for k, v in merged.summary("service").items() if k.endswith("_ns")}
     return {"devices": devices, "ingest_workers": relays, "wall_s": wall, "engines": engines, "batch_trace": batches,
-            "warmup": warmup,
+            "warmup": warmup, "steal": stolen,
             "fanout_threads_busy": fanout_busy,
             "engine_service_to_sent_us": {k[:-3]: v for k, v in sent_service.items()},
             "roundtrip_from_actual_send_us": roundtrip, "roundtrip_windows": windows,
@@ -126,17 +132,21 @@ def _rt_windows(sent_ns, done_ns, window_ns: int = 100_000_000) -> dict:
     if not len(sent_ns):
         return {}
     rt = (done_ns - sent_ns) / 1e3
-    slot = (sent_ns - sent_ns.min()) // window_ns
+    t0 = int(sent_ns.min())
+    slot = (sent_ns - t0) // window_ns
     order = np.argsort(slot, kind="stable")
     slot, rt = slot[order], rt[order]
     edges = np.flatnonzero(np.diff(slot)) + 1
-    p99 = np.array([np.percentile(part, 99) for part in np.split(rt, edges) if len(part) >= 100])
-    if not len(p99):
+    kept = [(int(s[0]), np.percentile(part, 99)) for s, part in zip(np.split(slot, edges), np.split(rt, edges))  # noqa: B905
+            if len(part) >= 100]
+    if not kept:
         return {}
+    p99 = np.array([v for _, v in kept])
     return {"window_ms": window_ns // 1_000_000, "windows": int(len(p99)), "over_1ms": int((p99 > 1000).sum()),
             "median_window_p99_us": float(np.median(p99)), "worst_us": sorted(np.round(p99, 0).tolist())[-5:],
             # where in the run the bad windows are (start-up, or spread over it): every window's p99 in order
-            "p99_us_by_window": np.round(p99, 0).tolist()}
+            "p99_us_by_window": np.round(p99, 0).tolist(),
+            "start_ns_by_window": [t0 + k * window_ns for k, _ in kept]}
 
 
 def _warmup_summary(res) -> dict:
@@ -251,6 +261,14 @@ def main() -> int:
             by = w["p99_us_by_window"]
             print("  windows over 1 ms, per second of the run: " + " ".join(
                 str(sum(x > 1000 for x in by[k:k + per_s])) for k in range(0, len(by), per_s)), flush=True)
+        st = r.get("steal") or {}
+        if st:
+            bw = st.get("by_window", {})
+            print(f"  CPU time the hypervisor took (steal): {st['all_cpus']:.2%} of all CPUs, worst CPU "
+                  f"{st['max_cpu']:.2%}; in the windows over 1 ms {bw.get('steal_all_cpus_over', float('nan')):.2%} "
+                  f"(worst CPU {bw.get('steal_worst_cpu_over', float('nan')):.2%}), in the others "
+                  f"{bw.get('steal_all_cpus_under', float('nan')):.2%} "
+                  f"(worst CPU {bw.get('steal_worst_cpu_under', float('nan')):.2%})", flush=True)
         if r["fanout_threads_busy"]:
             print("  busy share of this process's threads over the run: " + ", ".join(
                 f"{k} {v:.0%}" for k, v in r["fanout_threads_busy"].items()), flush=True)

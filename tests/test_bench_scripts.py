@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -293,3 +294,36 @@ def test_peers_against_the_resident_path_get_their_own_rows():
     md = table({"card": "X", "paths_us": paths, "skipped": {}, "ratios_peer_over_zmqrt": ratios(paths),
                 "ratios_peer_over_zmqrt_resident": res})
     assert "| cupy | 6.00 | 6.00 | >= 4x | yes |" in md
+
+
+def test_steal_sampler_reads_proc_stat_and_lines_windows_up(tmp_path):
+    from bench.steal import StealSampler, read_stat, steal_by_window
+
+    stat = tmp_path / "stat"
+
+    def write(steal0: int, steal1: int, total_each: int) -> None:
+        # user nice system idle iowait irq softirq steal: the other fields fill each CPU's total
+        rows = [(steal0, total_each), (steal1, total_each)]
+        lines = [f"cpu {total_each * 2 - steal0 - steal1} 0 0 0 0 0 0 {steal0 + steal1} 0 0"]
+        lines += [f"cpu{i} {t - s} 0 0 0 0 0 0 {s} 0 0" for i, (s, t) in enumerate(rows)]
+        stat.write_text("\n".join(lines) + "\nintr 1 2 3\n")
+
+    write(0, 0, 100)
+    assert read_stat(str(stat)) == {"cpu": (0, 200), "cpu0": (0, 100), "cpu1": (0, 100)}
+    assert read_stat(str(tmp_path / "missing")) == {}
+    sampler = StealSampler(interval_s=60, path=str(stat))
+    sampler.samples = [(0, read_stat(str(stat)))]
+    write(0, 50, 200)  # first interval: CPU 1 lost half its time
+    sampler.samples.append((100, read_stat(str(stat))))
+    write(0, 50, 300)  # second interval: nothing stolen
+    sampler.samples.append((200, read_stat(str(stat))))
+    s = sampler.summary()
+    assert s["per_cpu"] == {"cpu0": 0.0, "cpu1": 0.25} and s["all_cpus"] == 0.125
+    assert s["intervals"] == [(0, 0.25, 0.5), (100, 0.0, 0.0)]
+    by = steal_by_window(s, np.array([10, 150]), np.array([5000.0, 400.0]))
+    assert by["steal_all_cpus_over"] == 0.25 and by["steal_worst_cpu_over"] == 0.5
+    assert by["steal_all_cpus_under"] == 0.0 and by["windows_over"] == 1
+    with StealSampler(interval_s=0.01, path=str(stat)) as live:
+        time.sleep(0.05)
+    live.stop()  # idempotent
+    assert len(live.samples) >= 3
