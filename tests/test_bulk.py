@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import fields
 
 import msgpack
 import numpy as np
@@ -16,9 +17,10 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.bulk import NO_DEADLINE, BulkForm, BulkResults
+from ingest.bulk import _COLUMNS_FROM, NO_DEADLINE, BulkBatch, BulkForm, BulkResults, FrameBlock
 from ingest.protocol import OkEncoder, decode_result, encode_task
-from tests.test_fastdecode import LIMITS, base_task, outcome
+from ingest.template import SLOT_KEYS
+from tests.test_fastdecode import _DROP, LIMITS, base_task, outcome
 from tests.test_template import SCALARS, warmed
 from zmqrt.config import ServerConfig
 from zmqrt.errors import Code
@@ -115,6 +117,160 @@ def test_flipped_bytes_never_make_a_row_the_decoder_would_refuse(data):
         for row in batch.rows.tolist():
             assert outcome(lambda r=row: dec.decode(frames[r], 1000, 0))[0] == "task"
     _same_as_decoder(dec, frames, batch)
+
+
+# -- the two readings of match: row by row in Python (few rows) and as columns -----------------------------------
+
+# The form's own reply endpoint and two of its length (one frame layout, several producers), then a longer one.
+ENDPOINTS = ["ipc:///tmp/zmqrt-test-reply", "ipc:///tmp/zmqrt-test-replz", "ipc:///tmp/zmqrt-test-reply"[::-1],
+             "ipc:///tmp/zmqrt-test-reply-2"]
+# A value of each slot type byte's width (msgpack packs an int in its smallest type), valid or not.
+SAME_WIDTH = {0: st.integers(0, 127), 0xC0: st.none(), 0xCB: st.one_of(st.floats(0, 1e6), st.floats()),
+              0xCC: st.integers(128, 255), 0xCD: st.integers(256, 2**16 - 1), 0xCE: st.integers(2**16, 2**32 - 1),
+              0xCF: st.integers(2**32, 2**64 - 1), 0xD0: st.integers(-128, -33), 0xD1: st.integers(-(2**15), -129),
+              0xD2: st.integers(-(2**31), -(2**15) - 1), 0xD3: st.integers(-(2**63), -(2**31) - 1)}
+# Each slot's values at the edges of its checks (a width of their own or not), by slot kind.
+EDGE_VALUES = [[0, 127, 2**63, -1, "p3-12\u00e9", None],
+               [0, 7, 8, 127, 128, 255, -1, -33, None],
+               [0, 0.0, -0.0, 0.0005, 0.0015, 2.5e-3, 1e12, 10**12, 10**12 + 1, -1.0, math.nan, math.inf,
+                math.nextafter(1e12, math.inf), 2**64 - 1, None],
+               [0, 1, 0.0, -0.0, 5e-324, -1.0, math.nan, math.inf, 2**64 - 1, None],
+               [0, 2**63 - 1, 2**63, 2**64 - 1, -1, None]]
+EDGES = [st.sampled_from(values) for values in EDGE_VALUES]
+BYTES = [0x00, 0x7F, 0x80, 0xC0, 0xFF]  # what a changed byte becomes
+
+
+def _spots(form: BulkForm) -> list[int]:
+    """Where a changed byte matters: the slots' bytes, the endpoint's characters, the ends of each fixed run."""
+    spots = [q for _, p, width, _ in form._slots for q in range(p, p + width)]
+    spots += [] if form._reply is None else list(range(*form._reply))
+    at = set(form._fixed_at.tolist())
+    return spots + sorted(q for q in at if q - 1 not in at or q + 1 not in at)
+
+
+def _same_array(a, b) -> bool:
+    return type(a) is type(b) is np.ndarray and a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _assert_same(got, want) -> None:
+    """Both paths' (batch, left): equal left rows and every batch field equal, arrays bit for bit."""
+    (a, left_a), (b, left_b) = got, want
+    assert _same_array(left_a, left_b)
+    assert (a is None) == (b is None)
+    if a is None:
+        return
+    for f in fields(BulkBatch):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if f.name == "inputs":
+            assert len(x) == len(y) and all(_same_array(p, q) for p, q in zip(x, y, strict=True)), f.name
+        elif isinstance(y, np.ndarray):
+            assert _same_array(x, y), f.name
+        elif isinstance(y, list):  # ids and replies: the same values of the same types
+            assert x == y and [type(v) for v in x] == [type(v) for v in y], f.name
+        else:  # the form record; sent_ns None
+            assert x is y, f.name
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_rows_read_in_python_equal_the_columns(data):
+    draw = data.draw
+    # A form (the slots present, nil or not), then a layout: the widths of the first frame's values, as the server
+    # takes it (which need not be valid: a priority of 200 is one more layout).
+    form_of = {"priority": draw(st.sampled_from([_DROP, None, 1])),
+               "deadline_us": draw(st.sampled_from([_DROP, None, 500.0, 10])),
+               "period_us": draw(st.sampled_from([_DROP, None, 100.0])),
+               "sent_ns": draw(st.sampled_from([_DROP, None, 12345])),
+               "reply_to": draw(st.sampled_from([_DROP, ENDPOINTS[0]]))}
+    dec = warmed(**form_of)
+    tpl = dec.templates[0]
+    first = {"id": draw(st.sampled_from([7, 2**40, -200, "p3-1234"]))}
+    for key, v in form_of.items():
+        if key != "reply_to" and v is not _DROP:
+            first[key] = draw(st.sampled_from([v, v, 200, -100, 2**40, 1.5]))
+    frame0 = msgpack.packb(base_task(**{**form_of, **first}))
+    form = BulkForm.of(tpl, LIMITS, BulkForm.layout(tpl, frame0)) if tpl.match(frame0) is not None else None
+    if form is None:  # a layout the columns cannot read (a float priority): the per-task path's
+        return
+    frames = [frame0]
+    spots = _spots(form)
+    for _ in range(draw(st.integers(0, 2 * _COLUMNS_FROM))):
+        # The first frame's values and any id of its width, but for at most one slot, which takes any value of its
+        # width or one at the edges of its check; then maybe a byte or two changed.
+        wild = draw(st.sampled_from([None, *range(len(form._slots))]))
+        values = dict(first)
+        for k, (kind, _, width, tb) in enumerate(form._slots):
+            same = st.text("abc-09", min_size=width - 1, max_size=width - 1) if 0xA1 <= tb <= 0xBF else SAME_WIDTH[tb]
+            if k == wild:
+                values[SLOT_KEYS[kind]] = draw(st.one_of(same, EDGES[kind]))
+            elif kind == 0:
+                values["id"] = draw(same)
+        if form_of["reply_to"] is not _DROP:
+            values["reply_to"] = draw(st.sampled_from(ENDPOINTS[:3] * 3 + ENDPOINTS[3:]))
+        frame = bytearray(msgpack.packb(base_task(**{**form_of, **values})))
+        for _ in range(draw(st.integers(0, 2)) if len(frame) == form.length else 0):  # a fixed byte, a type byte,
+            q = draw(st.one_of(st.sampled_from(spots), st.integers(0, len(frame) - 1)))  # a value's, an endpoint's
+            frame[q] = draw(st.sampled_from(BYTES))
+        frames.append(bytes(frame))
+    rows = np.array(draw(st.permutations([i for i, f in enumerate(frames) if len(f) == form.length])), np.intp)
+    recv_ns = np.array(draw(st.lists(st.integers(0, 2**62), min_size=len(rows), max_size=len(rows))), np.int64)
+    replies = draw(st.sets(st.sampled_from(ENDPOINTS)))
+    src = frames
+    if draw(st.booleans()):
+        src = FrameBlock(b"".join(frames), np.array([len(f) for f in frames]))
+    _assert_same(form._match_rows(src, rows, recv_ns, replies), form._match_columns(src, rows, recv_ns, replies))
+
+
+@pytest.mark.parametrize("form_of", [
+    {"id": 7}, {"id": 2**40, "deadline_us": 10, "period_us": 100.0, "sent_ns": 2**40},
+    {"id": "p3-1234", "priority": None, "deadline_us": 2**32, "sent_ns": 12345, "reply_to": _DROP},
+    {"id": -200, "priority": _DROP, "deadline_us": None, "period_us": 3, "sent_ns": None}])
+def test_rows_read_in_python_equal_the_columns_at_every_edge(form_of):
+    # Every edge value of every slot, every endpoint (one other allowed), and every byte that matters changed to
+    # each of BYTES, in batches of 7.
+    dec = warmed(**form_of)
+    tpl = dec.templates[0]
+    frame0 = msgpack.packb(base_task(**form_of))
+    form = BulkForm.of(tpl, LIMITS, BulkForm.layout(tpl, frame0))
+    frames = [msgpack.packb(base_task(**{**form_of, "reply_to": ep})) for ep in ENDPOINTS]
+    for kind, _, _, _ in form._slots:
+        frames += [msgpack.packb(base_task(**{**form_of, SLOT_KEYS[kind]: v})) for v in EDGE_VALUES[kind]]
+    for q in _spots(form):
+        for byte in BYTES:
+            frame = bytearray(frame0)
+            frame[q] = byte
+            frames.append(bytes(frame))
+    rows = np.array([i for i, f in enumerate(frames) if len(f) == form.length], np.intp)
+    assert len(rows) > 5 * len(_spots(form))
+    block = FrameBlock(b"".join(frames), np.array([len(f) for f in frames]))
+    for lo in range(0, len(rows), 7):
+        some = rows[lo:lo + 7]
+        recv_ns = (lo + np.arange(len(some), dtype=np.int64)) * 10**9
+        for src in (frames, block):
+            _assert_same(form._match_rows(src, some, recv_ns, {ENDPOINTS[1]}),
+                         form._match_columns(src, some, recv_ns, {ENDPOINTS[1]}))
+
+
+def test_match_reads_few_rows_in_python_and_more_as_columns(monkeypatch):
+    dec = warmed(id=1000)
+    frames = [msgpack.packb(base_task(1000 + i)) for i in range(_COLUMNS_FROM)]
+    form = BulkForm.of(dec.templates[0], LIMITS)
+
+    def wrong(*args):
+        raise AssertionError("the other path")
+
+    for n, other in ((1, "_match_columns"), (_COLUMNS_FROM - 1, "_match_columns"), (_COLUMNS_FROM, "_match_rows")):
+        with monkeypatch.context() as m:
+            m.setattr(BulkForm, other, wrong)
+            batch, left = form.match(frames, np.arange(n), np.zeros(n, np.int64))
+        assert len(batch) == n and not len(left)
+
+
+def test_a_layout_with_a_nil_id_is_left_to_the_per_task_path():
+    dec = warmed(id=1000)
+    tpl = dec.templates[0]
+    frame = msgpack.packb(base_task(None))
+    assert tpl.match(frame) is not None and BulkForm.of(tpl, LIMITS, BulkForm.layout(tpl, frame)) is None
 
 
 @pytest.mark.parametrize("task_id", [7, 2**33, "a-123456"])
