@@ -112,7 +112,9 @@ def measure(n: int = 20000, warm: int = 1000, peers: tuple[str, ...] = ("cupy", 
     closers = []
     quiet: dict[str, Callable] = {}  # path -> what holds it still while the other paths are timed
     skipped: dict[str, str] = {}
-    for name in ("zmqrt", "zmqrt+check", "zmqrt --resident", *peers):
+    # The resident backend is built last: its block never ends, and a module load (CuPy's and PyTorch's first call
+    # load theirs) waits for running kernels, so built before them it hung the run (session 17, call 10).
+    for name in ("zmqrt", "zmqrt+check", *peers, "zmqrt --resident"):
         try:
             fn, close, still = BUILDERS[name](a, b)
             got = np.asarray(fn())
@@ -138,7 +140,7 @@ def measure(n: int = 20000, warm: int = 1000, peers: tuple[str, ...] = ("cupy", 
                         stack.enter_context(still())
                 samples[name] += time_loop(fn, n // rounds, warm=max(1, warm // rounds))
     paths = {name: summarize(v) for name, v in samples.items()}
-    for close in closers:
+    for close in reversed(closers):  # the resident backend first: no other context work while its block runs
         close()
     results = {"card": card_name(), "env": environment(), "n": n,
                "work": "vector_add 2 x 256 float32 from numpy, result to numpy", "paths_us": paths,

@@ -3,11 +3,11 @@
 # order base, new, new, base. Each run also samples the hypervisor's steal time beside the round trip's windows.
 source .whl/env.sh; export OUT; source bench/_run.sh
 R=ab/session18; mkdir -p bench/results/$R _base/bench/results/$R
-TAIL=3 run gpu-tests 300 python3 -m pytest -m gpu -q -p no:cacheprovider
+[ "${SKIP_TESTS:-0}" = 1 ] || TAIL=3 run gpu-tests 300 python3 -m pytest -m gpu -q -p no:cacheprovider
 mps_on
 for sn in base1 new1 new2 base2; do
   side=${sn%?}
-  TAIL=1 run "$sn" 150 in_tree $side python3 bench/scaleout.py --configs 0,0,0,0,0,0,0,0 --fanout direct \
+  TAIL=1 in_tree $side run "$sn" 150 python3 bench/scaleout.py --configs 0,0,0,0,0,0,0,0 --fanout direct \
     --processes 6 --rate 220000 --warmup-s 2 --seconds 10 --batch-max 64 --engine-cpu 2 --out "$R/call5-$sn"
   grep -E "^devices|per 100 ms|per second|steal" "$OUT/$sn.log"
 done
