@@ -11,6 +11,8 @@ against one server each get exactly their own results.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import struct
 import time
@@ -111,6 +113,25 @@ def _connect_push(push: zmq.Socket, ingest_endpoint: str, curve: tuple[str, str]
     connect_ingest(push, ingest_endpoint)
 
 
+@contextlib.contextmanager
+def _no_collection():
+    """The cyclic garbage collector frozen and off while a producer sends. Its frames and records (hundreds of
+    thousands of objects) make each full collection a pause of 100+ ms, and every result that arrives meanwhile
+    waits in the socket: the first seconds of every 200k tasks/s run had p99s of 3 to 18 ms per 100 ms window, and
+    none after (bench/NOTES.md 33). The send loop makes no reference cycles; refcounting frees what it drops.
+    Process-wide, as the collector is: a producer is a process of its own (``ingest.loadgen``)."""
+    was_on = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if was_on:
+            gc.enable()
+
+
 def _prepare(plan: Sequence[Planned], id_prefix: str, reply_to: str) -> tuple[list[bytes], list[Record]]:
     """Every frame encoded before the first send, so encoding never delays one; and a record per task, its intended
     time on this host's clock (the plan's times from 20 ms from now, for the connection to settle)."""
@@ -120,6 +141,7 @@ def _prepare(plan: Sequence[Planned], id_prefix: str, reply_to: str) -> tuple[li
     return frames, [Record(i, p.tag, p.kernel, p.priority, p.at_ns + start) for i, p in enumerate(plan)]
 
 
+@_no_collection()
 def run_open_loop(
     ingest_endpoint: str,
     plan: Sequence[Planned],

@@ -307,3 +307,18 @@ def test_open_loop_refuses_taking_no_results_while_behind():
 
     with pytest.raises(ValueError, match="drain_per_send"):
         run_open_loop("ipc:///nonexistent/zmqrt-in", [], drain_per_send=0)
+
+
+def test_open_loop_sends_with_the_collector_off_and_gives_it_back(tmp_path):
+    import gc
+
+    from ingest.openloop import Planned, run_open_loop
+
+    seen = []
+    # No server: the tasks queue in the PUSH and come back lost; what matters is the collector's state meanwhile.
+    plan = [Planned(i * 2_000_000, "vector_add", [np.ones(8, np.float32), np.ones(8, np.float32)]) for i in range(100)]
+    records = run_open_loop(f"ipc://{tmp_path}/nobody", plan, timeout_s=0.05,
+                            progress=lambda done, n: seen.append((gc.isenabled(), gc.get_freeze_count())))
+    assert len(records) == 100 and all(r.status == "lost" and r.sent_ns > 0 for r in records)
+    assert seen and all(not on and frozen > 0 for on, frozen in seen)  # off and frozen while sending
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # and given back
