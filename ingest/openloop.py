@@ -115,11 +115,12 @@ def _connect_push(push: zmq.Socket, ingest_endpoint: str, curve: tuple[str, str]
 
 @contextlib.contextmanager
 def _no_collection():
-    """The cyclic garbage collector frozen and off while a producer sends. Its frames and records (hundreds of
-    thousands of objects) make each full collection a pause of 100+ ms, and every result that arrives meanwhile
-    waits in the socket: the first seconds of every 200k tasks/s run had p99s of 3 to 18 ms per 100 ms window, and
-    none after (bench/NOTES.md 33). The send loop makes no reference cycles; refcounting frees what it drops.
-    Process-wide, as the collector is: a producer is a process of its own (``ingest.loadgen``)."""
+    """The cyclic garbage collector frozen and off while a producer sends. Its frames and records (367k tasks make
+    1.1 million tracked objects) make each full collection a pause of 186 ms on a dev VM, and every result that
+    arrives meanwhile waits in the socket. In four 200k tasks/s runs on the GPU host, every 100 ms window with a p99
+    over 1 ms (up to 18 ms) fell in the first 3 s, when those passes come (bench/NOTES.md 33). The send loop makes
+    no reference cycles; refcounting frees what it drops. Process-wide, as the collector is: a producer is a
+    process of its own (``ingest.loadgen``)."""
     was_on = gc.isenabled()
     gc.collect()
     gc.freeze()
