@@ -106,6 +106,18 @@ def vector_add_ok(client: Client, n: int = 16, timeout_s: float = 30.0) -> None:
     np.testing.assert_array_equal(res.outputs[0], a + a)
 
 
+def each_answered_once(client: Client, count: int) -> None:
+    """``count`` tasks, each answered right, and no second result for any of them."""
+    xs = [np.full(8, i, np.float32) for i in range(count)]
+    futs = [client.submit("vector_add", x, np.ones(8, np.float32)) for x in xs]
+    for x, f in zip(xs, futs, strict=True):
+        res = f.result(30)
+        assert res.ok, (res.code, res.message)
+        np.testing.assert_array_equal(res.outputs[0], x + 1)
+    time.sleep(0.2)  # a duplicate result would come right behind the first
+    assert client.unknown_results == 0
+
+
 def send_during_restart(sup: Supervisor, client: Client, count: int = 20) -> list:
     """Tasks sent after the old engine died and before the new one serves: they must all be run by the new one."""
     wait_for(lambda: sup.restarts >= 1, what="the supervisor to see the engine die")
@@ -199,14 +211,7 @@ def test_two_engines_share_the_tasks_each_answered_once(ingest_ep, ipc_endpoint)
 
         wait_for(both_connected, what="both engines to take tasks")
         before = served()
-        xs = [np.full(8, i, np.float32) for i in range(300)]
-        futs = [client.submit("vector_add", x, np.ones(8, np.float32)) for x in xs]
-        for x, f in zip(xs, futs, strict=True):
-            res = f.result(30)
-            assert res.ok, (res.code, res.message)
-            np.testing.assert_array_equal(res.outputs[0], x + 1)
-        time.sleep(0.2)
-        assert client.unknown_results == 0  # no second result for any task
+        each_answered_once(client, 300)
         delta = [after - b for after, b in zip(served(), before, strict=True)]
         assert sum(delta) == 300 and min(delta) > 0, delta
 
@@ -218,8 +223,7 @@ def test_two_engines_share_the_tasks_each_answered_once(ingest_ep, ipc_endpoint)
         for _ in range(20):
             vector_add_ok(client)
         wait_for(lambda: len(sup.restart_seconds) == 1, what="the restart")
-        futs = [client.submit("vector_add", x, x) for x in xs[:50]]
-        assert all(f.result(30).ok for f in futs)
+        each_answered_once(client, 50)
 
 
 def test_fan_out_tasks_wait_in_the_proxy_while_every_engine_restarts(ipc_endpoint):
@@ -257,14 +261,7 @@ def test_direct_fanout_engines_bind_their_own_ingest(ipc_endpoint):
         assert sup.ingest_endpoint == f"{ingest}.0,{ingest}.1"
         with Client(sup.ingest_endpoint, timeout_s=30) as client:
             vector_add_ok(client)
-            xs = [np.full(8, i, np.float32) for i in range(300)]
-            futs = [client.submit("vector_add", x, np.ones(8, np.float32)) for x in xs]
-            for x, f in zip(xs, futs, strict=True):
-                res = f.result(30)
-                assert res.ok, (res.code, res.message)
-                np.testing.assert_array_equal(res.outputs[0], x + 1)
-            time.sleep(0.2)
-            assert client.unknown_results == 0  # no second result for any task
+            each_answered_once(client, 300)
         served = [_stats(_nth_endpoint(stats, i))["counters"]["ok"] for i in range(2)]
         assert sum(served) == 301 and min(served) > 0, served  # the producer's PUSH dealt to both engines
 
