@@ -290,6 +290,8 @@ def test_direct_fanout_refuses_what_it_cannot_wire():
         Supervisor(cfg(ingest="tcp://127.0.0.1:*"), devices=[0, 0]).start()
     with pytest.raises(ValueError, match="--stats endpoints"):
         Supervisor(cfg(ingest="tcp://127.0.0.1:6000", stats="tcp://127.0.0.1:6001"), devices=[0, 0]).start()
+    with pytest.raises(ValueError, match=r"6006 are also --results"):  # engine 0's ingest is engine 2's results
+        Supervisor(cfg(ingest="tcp://127.0.0.1:6006", results="tcp://127.0.0.1:6004"), devices=[0, 0, 0]).start()
     with pytest.raises(ValueError, match="ingest-workers"):
         Supervisor(cfg(ingest="tcp://127.0.0.1:6000", ingest_workers=2), devices=[0, 0]).start()
     with pytest.raises(ValueError, match="fanout must be proxy or direct"):

@@ -365,8 +365,10 @@ class Supervisor:
         if len(set(eps)) < len(eps):  # tcp port "*": every engine would pick its own, unknown to the producers
             raise ValueError(f"--fanout direct needs an ingest endpoint with a fixed tcp port or an ipc path (engine "
                              f"i binds port + i or path.i), not {cfg.ingest!r}")
-        taken = {ep: name for name, ep in (("stats", cfg.stats), ("results", cfg.results)) if ep is not None
-                 for ep in (_nth_endpoint(ep, i) for i in range(len(self.devices)))}
+        taken = {}  # every endpoint an engine binds besides its ingest -> which flag it comes from
+        for name, base in (("stats", cfg.stats), ("results", cfg.results)):
+            if base is not None:
+                taken.update((_nth_endpoint(base, i), name) for i in range(len(self.devices)))
         clash = sorted(set(eps) & set(taken))
         if clash:
             raise ValueError(f"--fanout direct: engine ingest endpoint(s) {', '.join(clash)} are also --"
