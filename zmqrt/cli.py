@@ -93,8 +93,9 @@ def _add_serve(sub) -> None:
                    "(default on; --no-supervise serves in this process)")
     g.add_argument("--devices", type=_device_list, metavar="LIST", help="one engine per CUDA device, e.g. 0,1 (a "
                    "device may repeat). This process binds --ingest and deals tasks to the engines through an "
-                   "internal ipc hop (one more ZeroMQ hop: about 10 µs); each engine binds --stats/--results with .N "
-                   "(ipc) or port+N (tcp) appended, and --metrics-port+N. Implies --supervise")
+                   "internal ipc hop (one more ZeroMQ hop: about 10 µs; --fanout direct: none); each engine binds "
+                   "--stats/--results with .N (ipc) or port+N (tcp) appended, and --metrics-port+N. Implies "
+                   "--supervise")
     g.add_argument("--fanout", choices=("proxy", "direct"), help="with --devices: how tasks reach the engines. "
                    "proxy (default): this process binds --ingest and deals them out, so producers need one endpoint. "
                    "direct: engine i binds --ingest with .i (ipc) or port+i (tcp) itself and producers connect to "
