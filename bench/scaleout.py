@@ -102,6 +102,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     roundtrip = ({"p50": float(np.percentile(rt, 50)), "p99": float(np.percentile(rt, 99)),
                   "p99_9": float(np.percentile(rt, 99.9))} if len(rt) else {})
     windows = _rt_windows(res.sent_ns[ok], res.done_ns[ok])
+    lag = _lag_summary(res)
     stolen = steal.summary()
     if stolen and windows:
         stolen["by_window"] = steal_by_window(stolen, np.array(windows["start_ns_by_window"], np.int64),
@@ -114,7 +115,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     # service histograms end at the send. Both are kept: the second is issue 6's "receipt to result sent".
     sent_service = {k: v / 1e3 for k, v in merged.summary("service").items() if k.endswith("_ns")}
     return {"devices": devices, "ingest_workers": relays, "wall_s": wall, "engines": engines, "batch_trace": batches,
-            "warmup": warmup, "steal": stolen,
+            "warmup": warmup, "steal": stolen, "producer_lag": lag,
             "fanout_threads_busy": fanout_busy,
             "engine_service_to_sent_us": {k[:-3]: v for k, v in sent_service.items()},
             "roundtrip_from_actual_send_us": roundtrip, "roundtrip_windows": windows,
@@ -147,6 +148,28 @@ def _rt_windows(sent_ns, done_ns, window_ns: int = 100_000_000) -> dict:
             # where in the run the bad windows are (start-up, or spread over it): every window's p99 in order
             "p99_us_by_window": np.round(p99, 0).tolist(),
             "start_ns_by_window": [t0 + k * window_ns for k, _ in kept]}
+
+
+def _lag_summary(res) -> dict:
+    """How far each producer fell behind its schedule (actual send - intended send), and when: the latency from the
+    intended send counts this lag, the round trip from the actual send does not. Per producer, the largest lag
+    and the second of the run it came at; and the share of tasks sent more than 10 ms late."""
+    import numpy as np
+
+    sent = res.sent_ns >= 0
+    if not sent.any():
+        return {}
+    lag_ms = (res.sent_ns[sent] - res.intended_ns[sent]) / 1e6
+    at_s = (res.intended_ns[sent] - res.intended_ns.min()) / 1e9
+    workers = res.worker[sent]
+    per = {}
+    for w in np.unique(workers).tolist():
+        mine = workers == w
+        k = int(np.argmax(lag_ms[mine]))
+        per[str(w)] = {"max_ms": round(float(lag_ms[mine][k]), 1), "at_s": round(float(at_s[mine][k]), 2),
+                       "over_10ms_s": [round(float(x), 1) for x in np.unique(np.floor(at_s[mine][lag_ms[mine] > 10]))]}
+    return {"p50_ms": round(float(np.percentile(lag_ms, 50)), 3), "p99_ms": round(float(np.percentile(lag_ms, 99)), 1),
+            "share_over_10ms": round(float((lag_ms > 10).mean()), 4), "per_producer": per}
 
 
 def _warmup_summary(res) -> dict:
@@ -261,6 +284,11 @@ def main() -> int:
             by = w["p99_us_by_window"]
             print("  windows over 1 ms, per second of the run: " + " ".join(
                 str(sum(x > 1000 for x in by[k:k + per_s])) for k in range(0, len(by), per_s)), flush=True)
+        lag = r.get("producer_lag") or {}
+        if lag:
+            print(f"  producers behind schedule: p50 {lag['p50_ms']} ms, p99 {lag['p99_ms']} ms, "
+                  f"{lag['share_over_10ms']:.2%} of tasks over 10 ms late; largest per producer: " + ", ".join(
+                      f"{v['max_ms']:.0f} ms at {v['at_s']:.1f} s" for v in lag["per_producer"].values()), flush=True)
         st = r.get("steal") or {}
         if st:
             bw = st.get("by_window", {})

@@ -259,6 +259,7 @@ def test_scaleout_runs_two_cpu_engines(tmp_path, fanout):
     assert run["counts"]["ok"] == 1000 and run["counts"]["lost"] == 0 and run["counts"]["mismatches"] == 0
     assert all(e["frames"] > 0 for e in run["engines"]), run["engines"]
     assert bool(run["fanout_threads_busy"]) == (fanout == "proxy")  # direct: no fan-out threads here
+    assert len(run["producer_lag"]["per_producer"]) == 2 and run["producer_lag"]["p50_ms"] >= 0
 
 
 def test_smt_probe_times_one_cpu_against_each_other():
