@@ -133,13 +133,23 @@ def _no_collection():
             gc.enable()
 
 
-def _prepare(plan: Sequence[Planned], id_prefix: str, reply_to: str) -> tuple[list[bytes], list[Record]]:
-    """Every frame encoded before the first send, so encoding never delays one; and a record per task, its intended
-    time on this host's clock (the plan's times from 20 ms from now, for the connection to settle)."""
+def _prepare(plan: Sequence[Planned], id_prefix: str, reply_to: str) -> tuple[list[bytes], list[Record], int]:
+    """Every frame encoded before the first send, so encoding never delays one; a record per task; and the start
+    on this host's clock, 20 ms from now, for the connection to settle. The records hold their times *relative to
+    the start* until ``_anchor``: the start is taken after every record is built. Built after it (as before
+    session 18), 367k records took 0.16 to 0.3 s, and every producer began that far behind its schedule: the
+    latency from the intended send had a p99 of 160 to 330 ms from that alone (bench/NOTES.md 33)."""
     frames = [encode_task(f"{id_prefix}{i}", p.kernel, p.inputs, p.params, p.priority, p.deadline_us, p.period_us,
                           reply_to) for i, p in enumerate(plan)]
-    start = time.perf_counter_ns() + 20_000_000
-    return frames, [Record(i, p.tag, p.kernel, p.priority, p.at_ns + start) for i, p in enumerate(plan)]
+    records = [Record(i, p.tag, p.kernel, p.priority, p.at_ns) for i, p in enumerate(plan)]
+    return frames, records, time.perf_counter_ns() + 20_000_000
+
+
+def _anchor(records: list[Record], start_ns: int) -> list[Record]:
+    """The records' intended times on the host's clock, once the sending is over."""
+    for rec in records:
+        rec.intended_ns += start_ns
+    return records
 
 
 @_no_collection()
@@ -181,7 +191,7 @@ def run_open_loop(
         pull.bind(reply_bind)
         reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
         _connect_push(push, ingest_endpoint, curve)
-        frames, records = _prepare(plan, id_prefix, reply_to)
+        frames, records, start = _prepare(plan, id_prefix, reply_to)
         pc = time.perf_counter_ns
         recv = pull.recv
         nonblock = zmq.NOBLOCK
@@ -237,7 +247,7 @@ def run_open_loop(
 
         while i < n:
             now = pc()
-            if now >= records[i].intended_ns:
+            if now >= start + records[i].intended_ns:
                 push.send(frames[i], copy=True)
                 records[i].sent_ns = pc()
                 i += 1
@@ -262,7 +272,7 @@ def run_open_loop(
                 next_progress = pc() + 100_000_000
         if progress is not None:
             progress(done, n)
-        return records
+        return _anchor(records, start)
     finally:
         push.close(linger=0)
         pull.close(linger=0)
@@ -285,12 +295,12 @@ def _run_with_collector(ingest_endpoint: str, plan: Sequence[Planned], timeout_s
     try:
         with CollectorProcess(reply_bind, n, id_prefix, keep, timeout_s) as coll:
             _connect_push(push, ingest_endpoint, curve)
-            frames, records = _prepare(plan, id_prefix, coll.endpoint)
+            frames, records, start = _prepare(plan, id_prefix, coll.endpoint)
             pc = time.perf_counter_ns
             send = push.send
             next_progress = 0
             for rec, frame in zip(records, frames):  # noqa: B905 - one frame per record
-                at = rec.intended_ns
+                at = start + rec.intended_ns
                 now = pc()
                 while now < at:
                     if progress is not None and now >= next_progress:
@@ -321,4 +331,4 @@ def _run_with_collector(ingest_endpoint: str, plan: Sequence[Planned], timeout_s
         log.warning("%d duplicate results", got.duplicates)
     if progress is not None:
         progress(int((got.done_ns >= 0).sum()), n)
-    return records
+    return _anchor(records, start)
