@@ -485,7 +485,8 @@ def _columns(records: Sequence[Record], indices: np.ndarray, schedule: Schedule,
 
 
 def _run_share(cfg: LoadgenConfig, worker: int, schedule: Schedule, pools: list, registry: Any,
-               progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+               progress: Callable[[int, int], None] | None,
+               ready: Callable[[], object] | None = None) -> dict[str, Any]:
     """Producer ``worker`` of ``cfg.processes``: its every-Nth share of the schedule, open loop."""
     indices = np.arange(worker, len(schedule), cfg.processes)
     plan = []
@@ -500,12 +501,20 @@ def _run_share(cfg: LoadgenConfig, worker: int, schedule: Schedule, pools: list,
                             keep_outputs=(lambda i: bool(check[i])) if check.any() else None,
                             progress=progress, id_prefix=f"lg{worker}_{cfg.seed}_",
                             curve=(cfg.curve_secret, cfg.server_public) if cfg.curve_secret else None,
-                            collector=cfg.collector, drain_per_send=cfg.drain_per_send)
+                            collector=cfg.collector, drain_per_send=cfg.drain_per_send, ready=ready)
     return _columns(records, indices, schedule, pools, registry, cfg.mix, worker)
 
 
-def _producer_main(cfg: LoadgenConfig, worker: int, barrier: Any, done: Any, out: Any) -> None:
-    """Entry point of a spawned producer: rebuild the schedule from the seed, wait for the others, run."""
+# How long producers wait for each other to encode their frames: generous (a producer encodes about 200k 1 KiB
+# frames a second on the 2-core dev VM).
+_ENCODE_WAIT_S = 600.0
+
+
+def _producer_main(cfg: LoadgenConfig, worker: int, barrier: Any, encoded: Any, done: Any, out: Any) -> None:
+    """Entry point of a spawned producer: rebuild the schedule from the seed, wait for the others, encode its
+    frames, wait for the others again (``encoded``), run. The second wait makes every producer's schedule start
+    together: each takes seconds to encode a large share, and without it the first to finish ran alone at its share
+    of the rate while others were still encoding, and the last ran alone after the others had ended."""
     try:
         from zmqrt.kernels.registry import load_registry
 
@@ -516,9 +525,11 @@ def _producer_main(cfg: LoadgenConfig, worker: int, barrier: Any, done: Any, out
         def progress(n_done: int, total: int) -> None:
             done[worker] = n_done
 
-        out.put((worker, _run_share(cfg, worker, schedule, pools, registry, progress)))
+        out.put((worker, _run_share(cfg, worker, schedule, pools, registry, progress,
+                                    ready=lambda: encoded.wait(_ENCODE_WAIT_S))))
     except BaseException as e:  # the parent must hear about any failure, or it would wait for the timeout
         barrier.abort()
+        encoded.abort()
         out.put((worker, f"{type(e).__name__}: {e}"))
 
 
@@ -584,11 +595,12 @@ def _run_processes(cfg: LoadgenConfig, n: int, progress: ProgressFn | None,
     # spawn, never fork: the parent may have touched CUDA or hold ZeroMQ threads, neither survives a fork.
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(cfg.processes + 1)
+    encoded = ctx.Barrier(cfg.processes + 1)  # every producer's frames encoded: the schedules start together
     done = ctx.Array("q", cfg.processes, lock=False)
     out = ctx.Queue()
     # A daemonic process may not start children, and each producer with a collector starts one; the finally below
     # joins or terminates every producer either way.
-    procs = [ctx.Process(target=_producer_main, args=(cfg, k, barrier, done, out), daemon=not cfg.collector,
+    procs = [ctx.Process(target=_producer_main, args=(cfg, k, barrier, encoded, done, out), daemon=not cfg.collector,
                          name=f"zmqrt-loadgen-{k}") for k in range(cfg.processes)]
     for p in procs:
         p.start()
@@ -596,6 +608,7 @@ def _run_processes(cfg: LoadgenConfig, n: int, progress: ProgressFn | None,
     try:
         try:
             barrier.wait(180)
+            encoded.wait(_ENCODE_WAIT_S)
         except Exception:  # BrokenBarrierError: a producer failed during setup; its message is on the queue
             pass
         start = time.perf_counter_ns() + 20_000_000  # each producer's open loop starts 20 ms after the barrier

@@ -133,15 +133,19 @@ def _no_collection():
             gc.enable()
 
 
-def _prepare(plan: Sequence[Planned], id_prefix: str, reply_to: str) -> tuple[list[bytes], list[Record], int]:
+def _prepare(plan: Sequence[Planned], id_prefix: str, reply_to: str,
+             ready: Callable[[], object] | None = None) -> tuple[list[bytes], list[Record], int]:
     """Every frame encoded before the first send, so encoding never delays one; a record per task; and the start
     on this host's clock, 20 ms from now, for the connection to settle. The records hold their times *relative to
     the start* until ``_anchor``: the start is taken after every record is built. Built after it (as before
     session 18), 367k records took 0.16 to 0.3 s, and every producer began that far behind its schedule: the
-    latency from the intended send had a p99 of 160 to 330 ms from that alone (bench/NOTES.md 33)."""
+    latency from the intended send had a p99 of 160 to 330 ms from that alone (bench/NOTES.md 33). ``ready()``, when
+    given, is called between the two: the load generator's producers wait there for each other."""
     frames = [encode_task(f"{id_prefix}{i}", p.kernel, p.inputs, p.params, p.priority, p.deadline_us, p.period_us,
                           reply_to) for i, p in enumerate(plan)]
     records = [Record(i, p.tag, p.kernel, p.priority, p.at_ns) for i, p in enumerate(plan)]
+    if ready is not None:
+        ready()
     return frames, records, time.perf_counter_ns() + 20_000_000
 
 
@@ -166,6 +170,7 @@ def run_open_loop(
     curve: tuple[str, str] | None = None,
     collector: bool = False,
     drain_per_send: int = 64,
+    ready: Callable[[], object] | None = None,
 ) -> list[Record]:
     """Send ``plan`` (sorted by ``at_ns``) open loop; wait up to ``timeout_s`` after the last send for results.
 
@@ -175,12 +180,14 @@ def run_open_loop(
     ``collector``: results go to a second process (``ingest.collector``) and this thread only sends, so a result
     never waits for the sender to look (for rates one thread cannot both send and receive).
     ``drain_per_send``: behind schedule, results taken at most between two sends (at least 1).
+    ``ready()``: called once every frame is encoded, just before the start is taken (several producers wait there
+    for each other, so that their schedules start together).
     """
     if drain_per_send < 1:
         raise ValueError(f"drain_per_send must be at least 1, not {drain_per_send}")
     if collector:
         return _run_with_collector(ingest_endpoint, plan, timeout_s, keep_outputs, ctx, reply_bind, progress,
-                                   id_prefix, curve)
+                                   id_prefix, curve, ready)
     own_ctx = ctx is None
     ctx = ctx or zmq.Context()
     pull = ctx.socket(zmq.PULL)
@@ -191,7 +198,7 @@ def run_open_loop(
         pull.bind(reply_bind)
         reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
         _connect_push(push, ingest_endpoint, curve)
-        frames, records, start = _prepare(plan, id_prefix, reply_to)
+        frames, records, start = _prepare(plan, id_prefix, reply_to, ready)
         pc = time.perf_counter_ns
         recv = pull.recv
         nonblock = zmq.NOBLOCK
@@ -283,7 +290,7 @@ def run_open_loop(
 def _run_with_collector(ingest_endpoint: str, plan: Sequence[Planned], timeout_s: float,
                         keep_outputs: Callable[[int], bool] | None, ctx: zmq.Context | None, reply_bind: str,
                         progress: Callable[[int, int], None] | None, id_prefix: str,
-                        curve: tuple[str, str] | None) -> list[Record]:
+                        curve: tuple[str, str] | None, ready: Callable[[], object] | None) -> list[Record]:
     """``run_open_loop(..., collector=True)``: this thread sends on time; a collector process stamps the results."""
     from .collector import CollectorProcess
 
@@ -295,7 +302,7 @@ def _run_with_collector(ingest_endpoint: str, plan: Sequence[Planned], timeout_s
     try:
         with CollectorProcess(reply_bind, n, id_prefix, keep, timeout_s) as coll:
             _connect_push(push, ingest_endpoint, curve)
-            frames, records, start = _prepare(plan, id_prefix, coll.endpoint)
+            frames, records, start = _prepare(plan, id_prefix, coll.endpoint, ready)
             pc = time.perf_counter_ns
             send = push.send
             next_progress = 0

@@ -335,3 +335,21 @@ def test_open_loop_starts_on_schedule_however_long_the_plan(tmp_path):
     first = records[0]
     assert first.sent_ns >= first.intended_ns > 0
     assert first.sent_ns - first.intended_ns < 10_000_000, (first.sent_ns - first.intended_ns) / 1e6
+
+
+def test_open_loop_takes_its_start_after_ready(tmp_path):
+    import time
+
+    from ingest.openloop import Planned, run_open_loop
+
+    calls = []
+
+    def ready():  # several producers wait for each other here: the schedule must start after, not before
+        calls.append(time.perf_counter_ns())
+        time.sleep(0.1)
+
+    a = np.ones(8, np.float32)
+    records = run_open_loop(f"ipc://{tmp_path}/nobody", [Planned(0, "vector_add", [a, a])], timeout_s=0.01,
+                            ready=ready)
+    assert len(calls) == 1 and records[0].intended_ns >= calls[0] + 100_000_000
+    assert records[0].sent_ns - records[0].intended_ns < 10_000_000
