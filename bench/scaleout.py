@@ -96,11 +96,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
     overall = summarize(res)["overall"]
     overall.pop("hdr", None)
     ok = res.status == "ok"
-    # From the actual send to the result's receipt, on the producers' clock: the round trip without the producers'
-    # own lag behind their schedule (which the intended-send latency above counts, as an open loop must).
-    rt = (res.done_ns[ok] - res.sent_ns[ok]) / 1e3
-    roundtrip = ({"p50": float(np.percentile(rt, 50)), "p99": float(np.percentile(rt, 99)),
-                  "p99_9": float(np.percentile(rt, 99.9))} if len(rt) else {})
+    roundtrip = _roundtrip_us(res)
     windows = _rt_windows(res.sent_ns[ok], res.done_ns[ok])
     lag = _lag_summary(res)
     stolen = steal.summary()
@@ -172,15 +168,26 @@ def _lag_summary(res) -> dict:
             "share_over_10ms": round(float((lag_ms > 10).mean()), 4), "per_producer": per}
 
 
-def _warmup_summary(res) -> dict:
-    """A warm-up run in brief: what was answered, and its round trip from the actual send."""
+def _roundtrip_us(res) -> dict:
+    """From the actual send to the result's receipt, on the producers' clock, p50 / p99 / p99.9 (µs): the round trip
+    without the producers' own lag behind their schedule (which the intended-send latency counts, as an open loop
+    must). Empty when nothing was answered ok."""
     import numpy as np
 
     ok = res.status == "ok"
     rt = (res.done_ns[ok] - res.sent_ns[ok]) / 1e3
-    return {"tasks": int(len(ok)), "ok": int(ok.sum()),
-            "roundtrip_p50_us": round(float(np.percentile(rt, 50)), 1) if len(rt) else None,
-            "roundtrip_p99_us": round(float(np.percentile(rt, 99)), 1) if len(rt) else None}
+    if not len(rt):
+        return {}
+    p50, p99, p99_9 = np.percentile(rt, [50, 99, 99.9]).tolist()
+    return {"p50": p50, "p99": p99, "p99_9": p99_9}
+
+
+def _warmup_summary(res) -> dict:
+    """A warm-up run in brief: what was answered, and its round trip from the actual send."""
+    rt = _roundtrip_us(res)
+    return {"tasks": len(res.status), "ok": int((res.status == "ok").sum()),
+            "roundtrip_p50_us": round(rt["p50"], 1) if rt else None,
+            "roundtrip_p99_us": round(rt["p99"], 1) if rt else None}
 
 
 def _keep_producers_off(cpus) -> set[int] | None:
