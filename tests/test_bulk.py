@@ -17,7 +17,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.bulk import _COLUMNS_FROM, NO_DEADLINE, BulkBatch, BulkForm, BulkResults, FrameBlock
+from ingest.bulk import _COLUMNS_FROM, _ENCODE_COLUMNS_FROM, NO_DEADLINE, BulkBatch, BulkForm, BulkResults, FrameBlock
 from ingest.protocol import OkEncoder, decode_result, encode_task
 from ingest.template import SLOT_KEYS
 from tests.test_fastdecode import _DROP, LIMITS, base_task, outcome
@@ -273,20 +273,41 @@ def test_a_layout_with_a_nil_id_is_left_to_the_per_task_path():
     assert tpl.match(frame) is not None and BulkForm.of(tpl, LIMITS, BulkForm.layout(tpl, frame)) is None
 
 
+@pytest.mark.parametrize("n", [1, 5, _ENCODE_COLUMNS_FROM - 1, _ENCODE_COLUMNS_FROM, 20])  # rows, then columns
 @pytest.mark.parametrize("task_id", [7, 2**33, "a-123456"])
-def test_result_rows_equal_the_per_task_encoder(task_id):
+def test_result_rows_equal_the_per_task_encoder(task_id, n):
     rng = np.random.default_rng()
-    outputs = [rng.standard_normal((5, 64)).astype(np.float32), rng.standard_normal((5, 3, 2)).astype(np.complex64)]
-    ids = [task_id] * 5 if isinstance(task_id, str) else [task_id + i for i in range(5)]
+    # Outputs as the server hands them over: the first n rows of a padded launch's (larger) outputs.
+    outputs = [rng.standard_normal((n + 3, 64)).astype(np.float32)[:n],
+               rng.standard_normal((n + 3, 3, 2)).astype(np.complex64)[:n]]
+    ids = [task_id] * n if isinstance(task_id, str) else [task_id + i for i in range(n)]
     raw = np.array([np.frombuffer(msgpack.packb(i), np.uint8) for i in ids])
-    missed = np.array([True, False, False, True, False])
-    queue_us, service_us = rng.random(5) * 100, rng.random(5) * 1000
+    missed = rng.random(n) < 0.5
+    queue_us, service_us = rng.random(n) * 100, rng.random(n) * 1000
     enc = BulkResults([o[0] for o in outputs], raw[0].tobytes())
     got = enc.encode(raw, outputs, missed, queue_us, service_us)
+    assert len(got) == n * enc.length
     ok = OkEncoder([o[0] for o in outputs])
-    for i in range(5):
+    for i in range(n):
         want = ok.encode(ids[i], [o[i] for o in outputs], bool(missed[i]), float(queue_us[i]), float(service_us[i]))
         assert got[i * enc.length:(i + 1) * enc.length] == want
+
+
+def test_a_form_fits_exactly_the_frames_of_its_layout():
+    """``BulkForm.fits`` (the server's first try for a backlog's form) agrees with the template's match and
+    ``layout``: same length, fixed bytes and slot type bytes; any other layout or form does not fit."""
+    dec = warmed(id=1000)
+    tpl = dec.templates[0]
+    frame = msgpack.packb(base_task(1001))
+    form = BulkForm.of(tpl, LIMITS, BulkForm.layout(tpl, frame))
+    assert form.fits(frame) and form.fits(msgpack.packb(base_task(1999)))
+    wider = msgpack.packb(base_task(70000))  # uint32 id: another layout (and length)
+    assert tpl.match(wider) is not None and BulkForm.layout(tpl, wider) != BulkForm.layout(tpl, frame)
+    assert not form.fits(wider)
+    other = bytearray(frame)
+    other[frame.index(b"vector_add")] ^= 1  # another kernel name: another form
+    assert not form.fits(bytes(other))
+    assert not form.fits(frame[:-1])
 
 
 @pytest.mark.parametrize("narrow", [False, True])  # narrow: one power-of-two bucket, the fast path
@@ -361,6 +382,39 @@ def test_the_server_runs_a_backlog_as_a_batch_and_words_what_it_leaves(sockets):
         server._flush_books()
         assert server.tracker.ok == 58
         assert server.tracker.histogram("vector_add", 4, "service").total_count == 58
+    finally:
+        server.close()
+
+
+def test_backlogs_of_two_layouts_in_turn_each_run_as_a_batch(sockets):
+    """The server tries the last backlog's form first (``BulkForm.fits``): a backlog of another layout of the form
+    (wider ids), one of the first again, and a mixed one each still run as batches, every task answered once."""
+    ctx, pull, reply, ingest = sockets
+    server = Server(ServerConfig(backend="cpu", ingest=ingest, lanes=2, calibrate=False, batch_max=64), ctx=ctx)
+    try:
+        rng = np.random.default_rng()
+        x, y = rng.standard_normal((2, 256), dtype=np.float32)
+
+        def frame(task_id):
+            return encode_task(task_id, "vector_add", [x, y], reply_to=reply, deadline_us=1e6)
+
+        for task_id in (1, 2, 3):
+            server._accept(frame(task_id))
+            server._poll_lanes()
+        backlogs = [[frame(i) for i in range(10, 20)], [frame(70000 + i) for i in range(10)],
+                    [frame(i) for i in range(20, 30)], [frame(i) for i in range(30, 35)] + [frame(80000 + i)
+                                                                                             for i in range(5)]]
+        sent = 3
+        for frames in backlogs:
+            before = server.bulk_tasks
+            server._accept_backlog(frames, [time.monotonic_ns()] * len(frames))
+            while server._busy_lanes:
+                server._poll_lanes()
+            assert server.bulk_tasks - before >= 5  # a batch, not the per-task path
+            sent += len(frames)
+        got = _results(pull, sent)
+        assert len(got) == sent and all(r.ok for r in got.values())
+        np.testing.assert_array_equal(got[70005].outputs[0], x + y)
     finally:
         server.close()
 

@@ -172,6 +172,7 @@ class Server:
         # (id(FrameTemplate), slot layout) -> (the template, its reader of that layout or None)
         self._bulk_forms: dict[tuple, tuple[object, BulkForm | None]] = {}
         self._bulk_results: dict[tuple, BulkResults] = {}
+        self._last_bulk_form: BulkForm | None = None  # the last one _bulk_form found: tried first, by one C call
         self.bulk_tasks = 0
         # A batch read while every lane was busy: (batch, its backlog's frames, their receipt times, their relays)
         self._pending_bulk: tuple[BulkBatch, list[bytes], list[int], np.ndarray | None] | None = None
@@ -369,11 +370,11 @@ class Server:
         ``origin``: the relay each frame came from (``zmqrt.relay``), whose batches' results go back through it."""
         btrace = self.batch_trace
         read_ns = time.monotonic_ns() if btrace is not None else 0
-        todo = np.arange(len(frames))
+        n = len(frames)
+        todo = np.arange(n)
         single: list[np.ndarray] = []  # rows for the per-task path
-        if self._accepting and len(frames) > 1:
-            lengths = frames.lengths if isinstance(frames, FrameBlock) else np.fromiter(map(len, frames), np.int64,
-                                                                                         len(frames))
+        if self._accepting and n > 1:
+            lengths = None
             recv_ns = np.asarray(stamps, np.int64)
             for _ in range(_BULK_LAYOUTS):  # a few layouts per backlog; the rest goes task by task
                 if len(todo) < 2 or not ((self._free_lanes and not len(self.sched)) or self._pending_bulk is None):
@@ -383,19 +384,32 @@ class Server:
                     single.append(todo[:1])
                     todo = todo[1:]
                     continue
-                same = lengths[todo] == form.length
-                rows = todo[same]
-                todo = todo[~same]
-                batch, rest = form.match(frames, rows, recv_ns[rows], self.decoder.replies)
+                if len(todo) == n and type(frames) is list and all(len(f) == form.length for f in frames):
+                    rows, todo, rows_recv = todo, todo[:0], recv_ns  # the usual backlog: one layout, no masks
+                else:
+                    if lengths is None:
+                        lengths = frames.lengths if isinstance(frames, FrameBlock) else np.fromiter(
+                            map(len, frames), np.int64, n)
+                    same = lengths[todo] == form.length
+                    rows = todo[same]
+                    todo = todo[~same]
+                    rows_recv = recv_ns[rows]
+                batch, rest = form.match(frames, rows, rows_recv, self.decoder.replies)
                 if btrace is not None:
                     self._batch_marks = (read_ns, time.monotonic_ns())
-                single.append(rest)
+                if len(rest):
+                    single.append(rest)
                 if batch is not None:
                     if self._free_lanes and not len(self.sched):  # what it leaves may form the next batch
-                        todo = np.sort(np.concatenate((todo, self._start_bulk(batch, origin))))
+                        left = self._start_bulk(batch, origin)
+                        if len(left):
+                            todo = np.sort(np.concatenate((todo, left)))
                     else:  # after the lanes' work and the tasks queued before it
                         self._pending_bulk = (batch, frames, stamps, origin)
-        single.append(todo)
+        if len(todo):
+            single.append(todo)
+        if not single:  # every frame is in a batch
+            return
         accept = self._accept
         for i in np.sort(np.concatenate(single)).tolist():
             accept(frames[i], stamps[i])
@@ -403,6 +417,9 @@ class Server:
     def _bulk_form(self, frame: bytes) -> BulkForm | None:
         """The reader of ``frame``'s layout: of the byte template that matches it (most recently used first) and
         of its slots' widths, built once. None: no template matches, or it cannot be read as columns."""
+        last = self._last_bulk_form
+        if last is not None and last.fits(frame):  # the usual case: the backlog before was of this layout too
+            return last
         for tpl in self.decoder.templates:
             if tpl.match(frame) is not None:
                 break
@@ -418,6 +435,8 @@ class Server:
                 self._bulk_forms.clear()
             form = BulkForm.of(tpl, self.limits, layout) if tpl.form[0].spec.batchable else None
             entry = self._bulk_forms[key] = (tpl, form)
+        if entry[1] is not None:
+            self._last_bulk_form = entry[1]
         return entry[1]
 
     def _start_pending_bulk(self) -> None:
@@ -447,7 +466,7 @@ class Server:
         now = time.monotonic_ns()
         cost_ns = self.predictor.predict_ns(kernel, size_class(len(batch) * form.in_bytes))
         feasible = batch.deadline_ns >= now + cost_ns  # NO_DEADLINE always is
-        if not feasible.all():
+        if np.count_nonzero(feasible) != len(feasible):  # (a count is one C call; .all() several Python ones)
             back.append(batch.rows[~feasible])
             batch = batch.take(feasible)
         if len(batch) < 2:
@@ -457,7 +476,7 @@ class Server:
         if len(keys) != k:  # rows were left: the keys of those kept
             keys = batch.keys()
         free = self._free_lanes
-        lane = free.pop() if int(batch.priority.min()) == 0 else free.pop(0)
+        lane = free.pop() if np.count_nonzero(batch.priority) != k else free.pop(0)  # any urgent (0) task
         rows = rows_class(k, cap)
         try:
             self.backend.submit_rows(lane, form.spec, batch.inputs,
@@ -509,8 +528,10 @@ class Server:
                 self._bulk_results.clear()
             enc = self._bulk_results[key] = BulkResults([o[0] for o in outputs], batch.id_raw[0].tobytes())
         recv_ns = batch.recv_ns
-        payload = memoryview(enc.encode(batch.id_raw, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
-                                        (done_ns - recv_ns) * _NS_PER_US))
+        queue_ns = dispatch_ns - recv_ns  # each task's wait: its queue figure, and the base of its others
+        queue_us = queue_ns * _NS_PER_US
+        payload = memoryview(enc.encode(batch.id_raw, outputs, missed, queue_us,
+                                        queue_us + (done_ns - dispatch_ns) * _NS_PER_US))
         encoded_ns = time.monotonic_ns() if btrace is not None else 0
         self._free_lanes.append(lane)  # every row is copied into the payload
         if relays is None or None in batch.replies:  # (results without reply_to go to this engine's --results)
@@ -526,18 +547,19 @@ class Server:
         # Bookkeeping at once, for the whole batch: a few array operations, not per task.
         priorities = batch.priority
         e2e = time.time_ns() - batch.sent_ns if batch.sent_ns is not None else None
-        one = int(priorities[0]) if int(priorities.min()) == int(priorities.max()) else None
+        prio_list = priorities.tolist()
+        one = prio_list[0] if prio_list.count(prio_list[0]) == k else None  # a list count: no numpy reductions
         held = self._bulk_hist
         for prio in [one] if one is not None else np.unique(priorities).tolist():
             sel = slice(None) if one is not None else priorities == prio
-            for stage, values in (("queue", dispatch_ns - recv_ns[sel]), ("service", sent_ns - recv_ns[sel]),
+            for stage, values in (("queue", queue_ns[sel]), ("service", queue_ns[sel] + (sent_ns - dispatch_ns)),
                                   ("e2e", None if e2e is None else e2e[sel])):
                 if values is not None:
                     held.setdefault((kernel, prio, stage), []).append(values)
         self._bulk_hist_n += k
         if self._bulk_hist_n >= _BULK_HIST_VALUES:
             self._flush_bulk_hist()
-        self.tracker.count_ok_many(sent_ns, k, int(missed.sum()))
+        self.tracker.count_ok_many(sent_ns, k, int(np.count_nonzero(missed)))
         self.predictor.observe(kernel, size_class(k * form.in_bytes), done_ns - dispatch_ns, False)
 
     # ------------------------------------------------------------------ behind relays (zmqrt.relay)
