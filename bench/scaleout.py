@@ -25,11 +25,13 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import card_name, environment, md_row, write_results  # noqa: E402
+from bench.mps import mps  # noqa: E402
 from bench.steal import StealSampler, steal_by_window  # noqa: E402
 
 
@@ -263,13 +265,23 @@ def main() -> int:
     ap.add_argument("--collector", action="store_true", help="each producer's results go to a collector process "
                     "of its own (zmqrt loadgen --collector), so the round trip from the actual send leaves out the "
                     "producer's own delay in looking")
+    ap.add_argument("--mps", action="store_true", help="run the engines under CUDA MPS, started here for the GPUs "
+                    "of --configs and stopped after (bench/mps.py); without it, start MPS yourself if you want it")
     ap.add_argument("--out", default="scaleout", help="result name under bench/results (default scaleout)")
     args = ap.parse_args()
+    specs = [(spec, [int(d) for d in spec.partition("@")[0].split(",")], int(spec.partition("@")[2] or 0))
+             for spec in args.configs.split(";")]
+    with ExitStack() as stack:
+        mps_on = bool(args.mps and args.backend == "cuda"
+                      and stack.enter_context(mps(sorted({d for _, devs, _ in specs for d in devs}))))
+        rows = _run_configs(specs, args)
+    return _report(rows, args, mps_on)
+
+
+def _run_configs(specs: list[tuple[str, list[int], int]], args) -> dict:
     rows = {}
-    for spec in args.configs.split(";"):
-        dev_text, _, relays = spec.partition("@")
-        devices = [int(d) for d in dev_text.split(",")]
-        r = rows[spec] = run_config(devices, args, int(relays or 0))
+    for spec, devices, relays in specs:
+        r = rows[spec] = run_config(devices, args, relays)
         c = r["counts"]
         print(f"devices {spec:6s}: sent {r['sent_tasks_per_s']:,.0f}/s, "
               f"{r['throughput_tasks_per_s']:,.0f} ok/s; ok {c['ok']} rejected {c['rejected']} "
@@ -314,6 +326,10 @@ def main() -> int:
                       f"undeliverable {e['undeliverable']}", flush=True)
         if r.get("batch_trace"):
             _print_batches(r["batch_trace"])
+    return rows
+
+
+def _report(rows: dict, args, mps_on: bool) -> int:
     base = rows[args.configs.split(";")[0]]["throughput_tasks_per_s"] or float("nan")
     for r in rows.values():
         r["speedup_vs_first"] = (r["throughput_tasks_per_s"] or 0.0) / base
@@ -338,7 +354,7 @@ def main() -> int:
                                       "seconds": args.seconds, "processes": args.processes, "batch_max": args.batch_max,
                                       "collector": args.collector,
                                       "fanout_io_threads": args.fanout_io_threads, "fanout": args.fanout,
-                                      "warmup_s": args.warmup_s, "drain_per_send": args.drain_per_send,
+                                      "warmup_s": args.warmup_s, "drain_per_send": args.drain_per_send, "mps": mps_on,
                                       "configs": rows},
                          "\n".join(lines) + "\n")
     print(f"wrote {path}")

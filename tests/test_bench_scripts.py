@@ -102,6 +102,26 @@ def test_latest_keys_and_values():
     assert lt["ratios"]["executor vs PyTorch (peers.py, same run)"]["p50"] == pytest.approx(3.0)
 
 
+def test_latest_takes_the_several_engine_run_as_the_throughput():
+    from bench.run_all import latest, report_md
+
+    merged = fake_merged()
+    merged["benchmarks"]["throughput_engines"] = {"status": "ok", "seconds": 30.0, "result": {
+        "card": "NVIDIA H100 80GB HBM3", "rate_hz": 220000.0, "mps": True, "configs": {"0,0,0": {
+            "devices": [0, 0, 0], "sent_tasks_per_s": 219990.0, "throughput_tasks_per_s": 219980.0,
+            "counts": {"lost": 3}, "latency_us": _pair(500.0, 1800.0),
+            "roundtrip_from_actual_send_us": _pair(490.0, 1700.0), "engine_service_to_sent_us": _pair(250.0, 650.0)}}}}
+    lt = latest(merged)
+    assert lt["throughput_tasks_per_s"] == 219980.0 and lt["throughput_source"] == "throughput_engines"
+    assert lt["throughput_one_engine_tasks_per_s"] == 45000.0
+    eng = lt["throughput_engines"]
+    assert eng["engines"] == 3 and eng["mps"] is True and eng["lost"] == 3
+    assert eng["latency_from_intended_send_us"] == {"p50": 500.0, "p99": 1800.0}
+    assert lt["lost_by_run"]["throughput_engines 0,0,0"] == 3 and lt["lost"] == 7 + 3
+    md = report_md(merged)
+    assert "3 engines on GPU 0 (MPS, 220,000/s offered)" in md and "219,980 (lost 3); 500 / 1,800; 650" in md
+
+
 def test_latest_with_everything_missing():
     from bench.run_all import latest, report_md
 
