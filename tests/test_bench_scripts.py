@@ -348,3 +348,51 @@ def test_steal_sampler_reads_proc_stat_and_lines_windows_up(tmp_path):
         time.sleep(0.05)
     live.stop()  # idempotent
     assert len(live.samples) >= 3
+
+
+def _fake_control(tmp_path: Path, rc: int) -> Path:
+    """A stand-in for nvidia-cuda-mps-control: logs its arguments, stdin and MPS variables, exits ``rc``."""
+    exe = tmp_path / "bin" / "nvidia-cuda-mps-control"
+    exe.parent.mkdir()
+    exe.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        echo "args=$* pipe=$CUDA_MPS_PIPE_DIRECTORY visible=$CUDA_VISIBLE_DEVICES" >> {tmp_path}/calls.log
+        [ $# -eq 0 ] && cat >> {tmp_path}/calls.log
+        exit {rc}
+        """))
+    exe.chmod(0o755)
+    return exe
+
+
+def test_mps_starts_the_daemon_routes_the_children_and_stops_it(tmp_path, monkeypatch):
+    import bench.mps as mps_mod
+
+    _fake_control(tmp_path, 0)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    monkeypatch.setattr(mps_mod, "_START_S", 0.0)
+    monkeypatch.setattr(mps_mod, "_STOP_S", 0.0)
+    with mps_mod.mps([1, 0, 0]) as on:
+        assert on is True
+        pipe = os.environ["CUDA_MPS_PIPE_DIRECTORY"]  # what the engines spawned here inherit
+        assert Path(pipe).is_dir()
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ and not Path(pipe).exists()
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert calls[0] == f"args=-d pipe={pipe} visible=0,1"  # the daemon sees the run's GPUs only
+    assert calls[1].startswith("args= pipe=") and calls[2] == "quit"
+
+
+@pytest.mark.parametrize("present", [False, True])
+def test_mps_that_cannot_start_says_so_and_the_run_goes_on(tmp_path, monkeypatch, capsys, present):
+    import bench.mps as mps_mod
+
+    if present:
+        _fake_control(tmp_path, 3)  # found, but -d fails
+        monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    else:
+        monkeypatch.setattr(mps_mod.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    with mps_mod.mps([0]) as on:
+        assert on is False and "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
+    out = capsys.readouterr().out
+    assert ("-d failed (3" if present else "not found") in out and "time-sliced" in out
