@@ -132,21 +132,6 @@ class TaskDecoder:
         if len(templates) > _TEMPLATES_MAX:
             templates.pop()
 
-    def _templated(self, matched: tuple, rec: tuple, frame: bytes, recv_ns: int, seq: int) -> Task | None:
-        """The task of a frame that matched a template, or None when a value fails ``_fast``'s checks."""
-        values, offsets = matched
-        form, kernel, params, reply_to, views = rec
-        checked = self._scalars(values[0], values[1], values[2], values[3], values[4], recv_ns)
-        if checked is None:
-            return None
-        task_id, priority, deadline_us, deadline_ns, period_us, sent_ns = checked
-        inputs = []
-        for off, (dtype, count, shape) in zip(offsets, views):  # noqa: B905 - same form, same count
-            array = _frombuffer(frame, dtype, count, off)  # a view of the frame: no copy
-            inputs.append(array if shape is None else array.reshape(shape))
-        return Task(task_id, kernel, inputs, params, priority, deadline_us, period_us, reply_to, sent_ns,
-                    form.spec, form.checked, form.in_bytes, form.out_bytes, recv_ns, deadline_ns, seq)
-
     def _scalars(self, task_id, priority, deadline_us, period_us, sent_ns, recv_ns: int) -> tuple | None:
         """The per-task values checked as the full validator would accept them (with priority defaulted and the
         absolute deadline), or None to let the full validator decide. Shared by both fast paths."""
@@ -175,18 +160,45 @@ class TaskDecoder:
             return None
         return task_id, priority, deadline_us, deadline_ns, period_us, sent_ns
 
-    def decode(self, frame: bytes, recv_ns: int, seq: int) -> Task:
+    def match(self, frame: bytes, recv_ns: int) -> tuple | None:
+        """A frame that matches a byte template, its per-task values checked as ``_fast`` checks them:
+        ``(rec, scalars, inputs)``, or None, and then ``decode`` takes it (no template matched, or a value the
+        checks refuse: the dict path words the rejection).
+
+        ``rec`` is the template's ``(form, kernel, params, reply_to, views)``, ``scalars`` is ``_scalars``'s tuple
+        and ``inputs`` are views of the frame. The server reads this much before it starts the task, and builds the
+        Task (``task``) while the GPU runs."""
         templates = self._templates
         for i, tpl in enumerate(templates):
             matched = tpl.match(frame)
             if matched is not None:
-                task = self._templated(matched, tpl.form, frame, recv_ns, seq)
-                if task is not None:
-                    self.templated += 1
-                    if i:  # most recent first: a producer's template is found at once
-                        templates.insert(0, templates.pop(i))
-                    return task
-                break  # a value the checks refuse: the dict path words the rejection
+                values, offsets = matched
+                scalars = self._scalars(values[0], values[1], values[2], values[3], values[4], recv_ns)
+                if scalars is None:
+                    return None
+                rec = tpl.form
+                inputs = []
+                for off, (dtype, count, shape) in zip(offsets, rec[4]):  # noqa: B905 - same form, same count
+                    array = _frombuffer(frame, dtype, count, off)  # a view of the frame: no copy
+                    inputs.append(array if shape is None else array.reshape(shape))
+                self.templated += 1
+                if i:  # most recent first: a producer's template is found at once
+                    templates.insert(0, templates.pop(i))
+                return rec, scalars, inputs
+        return None
+
+    @staticmethod
+    def task(matched: tuple, recv_ns: int, seq: int) -> Task:
+        """The Task of a ``match`` result."""
+        (form, kernel, params, reply_to, _), scalars, inputs = matched
+        task_id, priority, deadline_us, deadline_ns, period_us, sent_ns = scalars
+        return Task(task_id, kernel, inputs, params, priority, deadline_us, period_us, reply_to, sent_ns,
+                    form.spec, form.checked, form.in_bytes, form.out_bytes, recv_ns, deadline_ns, seq)
+
+    def decode(self, frame: bytes, recv_ns: int, seq: int) -> Task:
+        matched = self.match(frame, recv_ns)
+        if matched is not None:
+            return self.task(matched, recv_ns, seq)
         msg = self._unpack(frame)
         key = _form_key(msg)
         if key is not None:
