@@ -54,7 +54,7 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
         trace_path = str(tdir / "engine.npy")
     cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tmp}/in", lanes=args.lanes, stats=f"ipc://{tmp}/stats",
                        batch_max=args.batch_max, ingest_workers=relays, cpu=args.engine_cpu, trace_path=trace_path,
-                       fanout_io_threads=args.fanout_io_threads, fanout=args.fanout)
+                       fanout_io_threads=args.fanout_io_threads, fanout=args.fanout, resident=args.resident)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
                        duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes,
                        collector=args.collector, drain_per_send=args.drain_per_send)
@@ -267,6 +267,9 @@ def main() -> int:
                     "producer's own delay in looking")
     ap.add_argument("--mps", action="store_true", help="run the engines under CUDA MPS, started here for the GPUs "
                     "of --configs and stopped after (bench/mps.py); without it, start MPS yourself if you want it")
+    ap.add_argument("--resident", action="store_true", help="engines with --resident: batches of up to 4096 elements "
+                    "per input (16 rows of 1 KiB) go to a kernel resident on each lane, no launch per batch. Several "
+                    "engines on one GPU need CUDA MPS for it (--mps)")
     ap.add_argument("--out", default="scaleout", help="result name under bench/results (default scaleout)")
     args = ap.parse_args()
     specs = [(spec, [int(d) for d in spec.partition("@")[0].split(",")], int(spec.partition("@")[2] or 0))

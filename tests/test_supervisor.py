@@ -30,7 +30,7 @@ from zmqrt.cuda import CudaError
 from zmqrt.kernels.registry import load_registry
 from zmqrt.server import Server
 from zmqrt.statsview import fetch_stats
-from zmqrt.supervisor import EXIT_GAVE_UP, Supervisor, _FanOut, _nth_endpoint, _nth_trace
+from zmqrt.supervisor import EXIT_GAVE_UP, Supervisor, _FanOut, _nth_endpoint, _nth_trace, mps_running
 
 FAULT_KERNELS = str(Path(__file__).resolve().parent / "fault_kernels")
 
@@ -339,6 +339,24 @@ def test_bad_arguments():
     Supervisor(ServerConfig(backend="cuda", resident=True), devices=[0, 1]).close()  # one engine per GPU: fine
     with pytest.raises(ValueError, match="fanout_io_threads"):
         validate(ServerConfig(fanout_io_threads=0))
+
+
+def test_resident_engines_may_share_a_gpu_only_under_mps(tmp_path, monkeypatch):
+    pipe_dir = tmp_path / "mps"
+    pipe_dir.mkdir()
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(pipe_dir))
+    cfg = ServerConfig(backend="cuda", resident=True)
+    assert not mps_running()
+    with pytest.raises(ValueError, match="or CUDA MPS"):
+        Supervisor(cfg, devices=[0, 0])
+    (pipe_dir / "control").write_text("")  # a plain file is not the daemon's pipe
+    assert not mps_running()
+    (pipe_dir / "control").unlink()
+    os.mkfifo(pipe_dir / "control")
+    assert mps_running()
+    Supervisor(cfg, devices=[0, 0]).close()  # under MPS the engines' kernels run side by side
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "elsewhere"))
+    assert not mps_running()
 
 
 def test_the_fan_out_gets_its_io_threads():

@@ -38,6 +38,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -252,6 +253,18 @@ class _FanOut:
         self.ctx.term()
 
 
+def mps_running() -> bool:
+    """Whether a CUDA MPS control daemon serves this process's clients: its control pipe exists in
+    ``CUDA_MPS_PIPE_DIRECTORY`` (default ``/tmp/nvidia-mps``), where the engines' CUDA clients will look for it
+    (a named pipe, or a socket)."""
+    pipe_dir = os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps"
+    try:
+        mode = os.stat(os.path.join(pipe_dir, "control")).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 class Supervisor:
     """Run ``cfg``'s engine (``devices`` None or one device) or one engine per entry of ``devices`` in child
     processes; restart an engine that dies; stop them all on :meth:`stop` (SIGINT/SIGTERM with
@@ -276,11 +289,14 @@ class Supervisor:
             raise ValueError("max_restarts must be >= 0 and restart_window_s > 0")
         self.cfg = cfg
         self.devices = list(devices) if devices is not None else [cfg.device]
-        if cfg.resident and len(set(self.devices)) < len(self.devices):
+        if cfg.resident and len(set(self.devices)) < len(self.devices) and not mps_running():
             # Each engine is a context of its own, and kernels of different contexts do not run side by side: a
-            # never-ending resident block would leave the other engines on that GPU only time slices.
-            raise ValueError(f"--resident needs one engine per GPU; devices {','.join(map(str, self.devices))} "
-                             "share a GPU between engines (drop --resident, or name each device once)")
+            # never-ending resident block would leave the other engines on that GPU only time slices. Under CUDA
+            # MPS the engines' kernels do run side by side.
+            listed = ",".join(map(str, self.devices))
+            raise ValueError(f"--resident needs one engine per GPU, or CUDA MPS; devices {listed} share a GPU "
+                             "between engines and no MPS control daemon answers (drop --resident, name each device "
+                             "once, or start nvidia-cuda-mps-control)")
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
         self.start_timeout_s = start_timeout_s
