@@ -7,7 +7,7 @@ vector_add with no deadline; throughput = ok results per second), and ``throughp
 under MPS at 220k tasks/s offered (``bench/scaleout.py --mps``). Then writes:
 - ``bench/results/<card>-<date>.json``: every benchmark's results (or its error), merged;
 - ``bench/results/<card>-<date>.md``: zmqrt against the floors and the peers, as ratios, with the targets;
-- ``bench/results/latest.json``: ``card``, ``service_us`` {p50, p99} (zmqrt's server-side service, roundtrip.py
+- ``bench/results/latest.json``: ``card``, ``service_us`` {p50, p99} (zmqrt's receipt to result sent, roundtrip.py
   block mode), ``roundtrip_us`` and ``prototype_roundtrip_us`` {p50, p99} (producer round trip, block mode),
   ``throughput_tasks_per_s`` (the several-engine run's, else the one-engine run's: ``throughput_source`` says),
   ``throughput_engines`` (its sent rate, lost, and latencies), ``lost`` (every zmqrt run together), the ratios and

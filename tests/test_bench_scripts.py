@@ -151,6 +151,22 @@ def test_write_report(tmp_path, monkeypatch):
     assert "High Frequency Small" in md
 
 
+def test_roundtrip_measures_service_to_the_send_on_the_measured_tasks_only():
+    from bench.roundtrip import WARM_PRIORITY, plan, receipt_to_sent
+
+    tasks, _ = plan(10, 10_000.0, 500.0, np.random.default_rng(0), warm=3)
+    assert [t.priority for t in tasks] == [WARM_PRIORITY] * 3 + [0] * 7 and WARM_PRIORITY != 0
+    hist = {"count": 7, "p50_ns": 21_000, "p95_ns": 25_000, "p99_ns": 30_000, "p99_9_ns": 40_000,
+            "max_ns": 50_000, "mean_ns": 22_000.0}
+    snap = {"histograms": [{"kernel": "vector_add", "priority": WARM_PRIORITY, "stage": "service", **hist,
+                            "count": 3, "p50_ns": 90_000},
+                           {"kernel": "vector_add", "priority": 0, "stage": "queue", **hist, "p50_ns": 1_000},
+                           {"kernel": "vector_add", "priority": 0, "stage": "service", **hist}]}
+    got = receipt_to_sent(snap)
+    assert got == {"n": 7, "p50": 21.0, "p95": 25.0, "p99": 30.0, "p999": 40.0, "max": 50.0, "mean": 22.0}
+    assert receipt_to_sent({"histograms": []}) == {} and receipt_to_sent({}) == {}
+
+
 def test_roundtrip_repeats_merge_to_medians_and_segments_line_up():
     from types import SimpleNamespace
 
