@@ -106,8 +106,8 @@ def main() -> None:
     for r in body:
         if r.status != "ok" and r.code not in samples:
             samples[r.code] = r.message
-    for code, msg in samples.items():
-        print(f"  e.g. {code}: {msg}", flush=True)
+    for sample_code, msg in samples.items():  # not `code`: that is the server's exit code, reported below
+        print(f"  e.g. {sample_code}: {msg}", flush=True)
 
     wrong = 0
     for r in recs:
