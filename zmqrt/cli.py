@@ -54,7 +54,8 @@ def _add_serve(sub) -> None:
     p.add_argument("--resident", action="store_true", default=None, help="serve small vector_add and saxpy tasks "
                    "(up to 4096 elements, untimed) from a kernel resident on each lane, fed through mapped host "
                    "memory: no driver call per task (service p50 39.7 -> 31.0 µs on an H200 host), at the cost of "
-                   "one SM per lane polling host memory over PCIe even when idle")
+                   "one SM per lane polling host memory over PCIe even when idle. Engines sharing a GPU "
+                   "(--devices 0,0) need CUDA MPS for it")
     p.add_argument("--stage-timing-every", type=int, metavar="N", help="record GPU events around h2d/kernel/d2h "
                    "on every Nth task (default 256; 1: every task; 0: never). A timed task costs 20 to 25 µs more "
                    "(150 to 200 µs with --resident)")
