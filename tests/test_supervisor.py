@@ -329,7 +329,8 @@ def test_nth_endpoint():
     assert _nth_endpoint(None, 1) is None
 
 
-def test_bad_arguments():
+def test_bad_arguments(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))  # no MPS daemon, whatever this machine runs
     with pytest.raises(ValueError):
         Supervisor(ServerConfig(backend="cpu"), devices=[])
     with pytest.raises(ValueError):
