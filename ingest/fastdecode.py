@@ -199,6 +199,10 @@ class TaskDecoder:
         matched = self.match(frame, recv_ns)
         if matched is not None:
             return self.task(matched, recv_ns, seq)
+        return self.decode_unmatched(frame, recv_ns, seq)
+
+    def decode_unmatched(self, frame: bytes, recv_ns: int, seq: int) -> Task:
+        """``decode`` of a frame that ``match`` returned None for (the templates are not tried again)."""
         msg = self._unpack(frame)
         key = _form_key(msg)
         if key is not None:

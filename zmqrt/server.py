@@ -129,8 +129,8 @@ class Server:
         self.limits = Limits(max_task_bytes=cfg.max_task_bytes, priority_levels=cfg.priority_levels,
                              reply_to_patterns=patterns)
         self.decoder = TaskDecoder(self.registry, self.limits)
-        self._decode = self.decoder.decode
         self._match, self._task_of = self.decoder.match, self.decoder.task
+        self._decode_unmatched = self.decoder.decode_unmatched
         self.curve = None
         if cfg.curve_secret or cfg.allowed_keys:  # CURVE + ZAP on ingest; either alone fails here, never runs open
             from .security import CurveServer
@@ -279,14 +279,13 @@ class Server:
         if not recv_ns:
             recv_ns = time.monotonic_ns()
         self._seq += 1
-        matched = None
-        if self._free_lanes and self._accepting and not len(self.sched):
-            matched = self._match(frame, recv_ns)
-            if matched is not None and self._start_matched(matched, recv_ns):
-                return
+        matched = self._match(frame, recv_ns)
+        if (matched is not None and self._free_lanes and self._accepting and not len(self.sched)
+                and self._start_matched(matched, recv_ns)):
+            return
         try:
-            task = self._decode(frame, recv_ns, self._seq) if matched is None else self._task_of(matched, recv_ns,
-                                                                                                  self._seq)
+            task = (self._task_of(matched, recv_ns, self._seq) if matched is not None else
+                    self._decode_unmatched(frame, recv_ns, self._seq))
         except Rejection as r:
             if r.task_id is None:
                 self.receiver.log_undecodable(r.message)  # counts and logs, rate-limited
@@ -313,12 +312,9 @@ class Server:
             # Nothing queued and a lane free: every policy runs this task now, and its predicted finish is
             # receipt + its own service time. Admission then needs no queue arithmetic, and the task skips the
             # queue: about 6 µs less per task at low load. An infeasible one takes the full path (its message).
-            cost_ns = self.predictor.predict_ns(task.kernel, task.size_class)
-            deadline_ns = task.deadline_ns
-            if deadline_ns is None or recv_ns + cost_ns <= deadline_ns:
-                if self._reject_streak:
-                    self._reject_streak.pop((task.kernel, task.size_class), None)
-                self._inflight_keys.add(key)
+            cost_ns = self._cost_if_on_time(task.kernel, task.size_class, recv_ns, task.deadline_ns)
+            if cost_ns is not None:
+                self._admitted(task.kernel, task.size_class, key)
                 now = time.monotonic_ns()
                 if trace is not None:
                     trace.buf[task.trace_row + ADMITTED] = now
@@ -330,10 +326,9 @@ class Server:
             if not (e.code is Code.DEADLINE_INFEASIBLE and self._probe(task, recv_ns)):
                 self._refuse(task, e.code, e.message, recv_ns)
                 return
+            self._inflight_keys.add(key)  # a probe (its streak was reset there)
         else:
-            if self._reject_streak:
-                self._reject_streak.pop((task.kernel, task.size_class), None)
-        self._inflight_keys.add(key)
+            self._admitted(task.kernel, task.size_class, key)
         if trace is not None:
             trace.buf[task.trace_row + ADMITTED] = time.monotonic_ns()
 
@@ -349,10 +344,9 @@ class Server:
         key = (reply_to, scalars[0])
         if key in self._inflight_keys:
             return False
-        size = form.in_bytes.bit_length()  # size_class()
-        cost_ns = self.predictor.predict_ns(kernel, size)
-        deadline_ns = scalars[3]
-        if deadline_ns is not None and recv_ns + cost_ns > deadline_ns:
+        size = size_class(form.in_bytes)
+        cost_ns = self._cost_if_on_time(kernel, size, recv_ns, scalars[3])
+        if cost_ns is None:
             return False
         trace = self.trace
         matched_ns = time.monotonic_ns() if trace is not None else 0
@@ -367,9 +361,7 @@ class Server:
         submitted_ns = time.monotonic_ns() if trace is not None else 0
         task = self._task_of(matched, recv_ns, self._seq)
         task.size_class = size
-        if self._reject_streak:
-            self._reject_streak.pop((kernel, size), None)
-        self._inflight_keys.add(key)
+        self._admitted(kernel, size, key)
         if trace is not None:
             base = task.trace_row = trace.row(task.seq)
             buf = trace.buf
@@ -382,6 +374,18 @@ class Server:
         else:
             self._started(lane, task, cost_ns, now)
         return True
+
+    def _cost_if_on_time(self, kernel: str, size: int, recv_ns: int, deadline_ns: int | None) -> int | None:
+        """A task started now on a free lane finishes at receipt + its predicted service: that service in ns, or
+        None when that misses its deadline (the full admission then decides, and words a refusal)."""
+        cost_ns = self.predictor.predict_ns(kernel, size)
+        return cost_ns if deadline_ns is None or recv_ns + cost_ns <= deadline_ns else None
+
+    def _admitted(self, kernel: str, size: int, key: tuple) -> None:
+        """A task is admitted: its key is in flight, and its (kernel, size class) streak of rejections ends."""
+        if self._reject_streak:
+            self._reject_streak.pop((kernel, size), None)
+        self._inflight_keys.add(key)
 
     def _probe(self, task: Task, now_ns: int) -> bool:
         """Admit an infeasible-looking task anyway after a long streak of rejections of its (kernel, size class).
