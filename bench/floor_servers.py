@@ -5,6 +5,10 @@
 - ``prototype_server``: the minimal ZeroMQ -> CUDA graph -> ZeroMQ path of DESIGN.md: one stream, one captured
   graph of H2D + ``vector_add`` + D2H on preallocated pinned/device buffers, ``memmove`` in, sync, reply. No
   validation, no scheduling, no tracking: the best a Python server can do for this one fixed task.
+- ``resident_prototype_server``: the same, with the GPU stage of ``zmqrt serve --resident`` instead of the graph: a
+  kernel that never returns serves a mailbox in mapped pinned memory (``bench/persistent_floor.py``). Inputs
+  copied in, a request number stored, the done number polled, the output copied out; no driver call per task. The
+  floor of a Python server with that GPU path: what is left above it in zmqrt is zmqrt's own per-task work.
 
 Both run in a spawned process, stamp each task's receipt and send (``perf_counter_ns``, CLOCK_MONOTONIC like
 the server's trace) and put the ``(receipt, sent)`` pairs on a queue at the end. They stop after ``n`` tasks.
@@ -137,6 +141,41 @@ def prototype_server(endpoint: str, n: int, spin: bool, ready, out_q, nel: int =
         stamps.append((t0, pc()))
     out_q.put(stamps)
     time.sleep(0.5)
+    for sock in peers.values():
+        sock.close()
+    pull.close(0)
+    zctx.term()
+
+
+def resident_prototype_server(endpoint: str, n: int, spin: bool, ready, out_q, nel: int = 256) -> None:
+    """The prototype with the resident GPU stage. The mailbox wait always spins (as the server's resident lanes
+    are polled); ``spin`` chooses how the socket is waited on, as for the other floors."""
+    from bench.persistent_floor import NEL, ResidentVadd
+
+    if nel != NEL:
+        raise ValueError(f"the resident floor kernel is built for {NEL} elements, not {nel}")
+    zctx = zmq.Context()
+    pull = zctx.socket(zmq.PULL)
+    pull.bind(endpoint)
+    peers: dict = {}
+    pc = time.perf_counter_ns
+    stamps = []
+    frombuffer = np.frombuffer
+    with ResidentVadd(timeout_s=5.0) as res:
+        ready.set()
+        for _ in range(n):
+            raw = _recv(pull, spin)
+            t0 = pc()
+            m = msgpack.unpackb(raw, raw=False)
+            a, b = m["inputs"]
+            out = res.run(frombuffer(a["data"], np.float32), frombuffer(b["data"], np.float32))
+            payload = msgpack.packb({"id": m["id"], "status": "ok", "code": "OK", "message": "",
+                                     "outputs": [{"dtype": "float32", "shape": [nel], "data": out.tobytes()}],
+                                     "missed_deadline": False, "latency_us": {}})
+            _reply_socket(zctx, peers, m["reply_to"]).send(payload)
+            stamps.append((t0, pc()))
+        out_q.put(stamps)
+        time.sleep(0.5)
     for sock in peers.values():
         sock.close()
     pull.close(0)

@@ -3,7 +3,9 @@
 The same open-loop producer (``ingest.openloop``: latency from the intended send time) drives, in turn:
 1. the bare ZeroMQ msgpack echo (``bench/floor_servers.py``),
 2. the minimal ZeroMQ -> CUDA graph -> ZeroMQ prototype (same file),
-3. a zmqrt server (CUDA backend, EDF, deadlines on every task) started as ``zmqrt serve`` would be.
+3. with ``--resident``, the same prototype with zmqrt's resident GPU stage instead of the graph (the floor of a
+   Python server on that GPU path),
+4. a zmqrt server (CUDA backend, EDF, deadlines on every task) started as ``zmqrt serve`` would be.
 Each in blocking mode and in spin mode. zmqrt's outputs are checked against numpy.
 Targets: issue 3, zmqrt p50 and p99 <= 1.15x the prototype; issue 6, service p50 <= 20 us, p99 <= 40 us and
 at or below the prototype's server side, round trip <= 1.1x the prototype.
@@ -35,7 +37,7 @@ from bench._common import (  # noqa: E402
     summarize,
     write_results,
 )
-from bench.floor_servers import echo_server, prototype_server  # noqa: E402
+from bench.floor_servers import echo_server, prototype_server, resident_prototype_server  # noqa: E402
 from ingest.openloop import Planned, run_open_loop  # noqa: E402
 from zmqrt.config import ServerConfig  # noqa: E402
 
@@ -138,7 +140,7 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
                        cpu=cpus["loop"] if cpus and not getattr(args, "free_loop", False) else None,
                        fifo_priority=args.fifo_priority,
-                       resident=args.resident)
+                       resident=args.resident, keep_warm_us=args.keep_warm_us if spin else 0.0)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:
@@ -231,6 +233,8 @@ def main() -> None:
                     "the kernel's RT throttling stops it for 50 ms a second: use it with blocking")
     ap.add_argument("--resident", action="store_true", help="run zmqrt with --resident (small vector_add on a "
                     "kernel resident on each lane)")
+    ap.add_argument("--keep-warm-us", type=float, default=0.0, metavar="US", help="spin mode: zmqrt re-runs the "
+                    "last task's decode and result encode every US µs of idle time (cache warming; default 0: off)")
     ap.add_argument("--no-stats", action="store_true", help="run zmqrt without its stats endpoint (A/B: the loop "
                     "checks that socket once a millisecond)")
     ap.add_argument("--dump", metavar="DIR", help="with --trace: save zmqrt's raw loop trace and the producer's "
@@ -258,9 +262,13 @@ def main() -> None:
         # Repeats alternate the paths, so a host that drifts during the call weighs on each path alike; each
         # figure below is then the median over the repeats, and each ratio the median of the paired ratios.
         for rep in range(args.repeat):
-            for name, runner in (("zmq echo", lambda s: run_floor(echo_server, total, s, args, rng)),
-                                 ("prototype", lambda s: run_floor(prototype_server, total, s, args, rng)),
-                                 ("zmqrt", lambda s: run_zmqrt(s, args, rng))):
+            paths = [("zmq echo", lambda s: run_floor(echo_server, total, s, args, rng)),
+                     ("prototype", lambda s: run_floor(prototype_server, total, s, args, rng))]
+            if args.resident:  # the floor with zmqrt's GPU path: what is left above it is zmqrt's own work
+                paths.append(("prototype resident",
+                              lambda s: run_floor(resident_prototype_server, total, s, args, rng)))
+            paths.append(("zmqrt", lambda s: run_zmqrt(s, args, rng)))
+            for name, runner in paths:
                 t0 = time.perf_counter()
                 rtt, server_side = runner(spin)
                 key = f"{name} [{mode}]"
@@ -291,6 +299,12 @@ def main() -> None:
             "service_p50_vs_proto_server": [z[1]["p50"] / p[1]["p50"] for z, p in pairs],
             "service_p99_vs_proto_server": [z[1]["p99"] / p[1]["p99"] for z, p in pairs],
         }
+        rs = runs.get(f"prototype resident [{mode}]")
+        if rs:
+            ratio["service_p50_vs_resident_proto_server"] = [z[1]["p50"] / r[1]["p50"] for z, r in zip(zs, rs,
+                                                                                                        strict=True)]
+            ratio["service_p99_vs_resident_proto_server"] = [z[1]["p99"] / r[1]["p99"] for z, r in zip(zs, rs,
+                                                                                                        strict=True)]
         results[f"ratio_{mode}"] = {k: float(np.median(v)) for k, v in ratio.items()}
         if args.repeat > 1:
             results[f"ratio_{mode}"]["per_repeat"] = ratio
@@ -326,6 +340,10 @@ def main() -> None:
         lines.append(f"- {mode}: zmqrt / prototype round trip p50 {rr['roundtrip_p50']:.2f}x, p99 "
                      f"{rr['roundtrip_p99']:.2f}x; zmqrt service / prototype server side p50 "
                      f"{rr['service_p50_vs_proto_server']:.2f}x, p99 {rr['service_p99_vs_proto_server']:.2f}x"
+                     + (f"; against the resident prototype's server side p50 "
+                        f"{rr['service_p50_vs_resident_proto_server']:.2f}x, p99 "
+                        f"{rr['service_p99_vs_resident_proto_server']:.2f}x"
+                        if "service_p50_vs_resident_proto_server" in rr else "")
                      + (f" (medians of {args.repeat} alternating repeats; the table's figures too)"
                         if args.repeat > 1 else ""))
     lines.append("")

@@ -234,6 +234,10 @@ def comparisons(merged: dict) -> list[dict]:
             (f"service vs prototype server side [{mode}]", _pair(_get(z, "server_side_us")),
              _pair(_get(rt, "paths", f"prototype [{mode}]", "server_side_us")), "slowdown", 1.0),
         ]
+        resident = _get(rt, "paths", f"prototype resident [{mode}]", "server_side_us")
+        if resident is not None:  # the floor with zmqrt's resident GPU path: zmqrt's own per-task work, no target
+            rows.append((f"service vs resident prototype server side [{mode}]", _pair(_get(z, "server_side_us")),
+                         _pair(resident), "slowdown", None))
     out = []
     for label, zm, ref, kind, target in rows:
         row: dict = {"comparison": label, "kind": kind, "zmqrt_us": zm, "reference_us": ref, "target": target}

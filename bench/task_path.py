@@ -10,7 +10,7 @@ call to ``_accept`` to the stand-in's submit, and from there to the result sent,
 The GPU is not used: on the GPU host, the difference between this figure and the server's receipt to sent there,
 less the GPU's part, is what the loop's surroundings add.
 
-Usage: python3 bench/task_path.py [--n 20000] [--gap-us 100]
+Usage: python3 bench/task_path.py [--n 20000] [--gap-us 100] [--keep-warm-us 20]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _stand_in(lanes: int):
     return ResidentLike()
 
 
-def run(n: int, gap_us: float) -> dict:
+def run(n: int, gap_us: float, keep_warm_us: float = 0.0) -> dict:
     import zmq
 
     from ingest.protocol import encode_task
@@ -77,7 +77,7 @@ def run(n: int, gap_us: float) -> dict:
     reply_to = f"ipc://{tmp}/results"
     pull.bind(reply_to)
     cfg = ServerConfig(backend="cpu", ingest=f"ipc://{tmp}/in", linger_ms=0, ingest_hwm=0, result_hwm=0,
-                       stage_timing_every=0, calibrate=False)
+                       stage_timing_every=0, calibrate=False, spin=True, keep_warm_us=keep_warm_us)
     backend = _stand_in(cfg.lanes)
     server = Server(cfg, backend=backend)
     rng = np.random.default_rng()
@@ -88,6 +88,7 @@ def run(n: int, gap_us: float) -> dict:
     readable = server.receiver.socket.getsockopt
     pc = time.perf_counter_ns
     gap_ns = int(gap_us * 1000)
+    warm_ns = int(keep_warm_us * 1000)
     out: dict[str, dict] = {}
     try:
         for mode, spaced in (("back to back", False), (f"spaced {gap_us:g} µs", True)):
@@ -98,8 +99,12 @@ def run(n: int, gap_us: float) -> dict:
             for i, frame in enumerate(frames):
                 if spaced:
                     until = pc() + gap_ns
+                    next_warm = pc() + warm_ns
                     while pc() < until:  # what the spin loop touches between tasks
                         readable(events) & pollin
+                        if warm_ns and pc() >= next_warm:  # as the loop does with keep_warm_us
+                            server._warm()
+                            next_warm = pc() + warm_ns
                 t0 = pc()
                 server._accept(frame)
                 while server._busy_lanes:
@@ -134,9 +139,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000, help="measured tasks per mode (default 20000)")
     ap.add_argument("--gap-us", type=float, default=100.0, help="spin between tasks in the spaced mode, µs "
                     "(default 100: 10 kHz)")
+    ap.add_argument("--keep-warm-us", type=float, default=0.0, metavar="US", help="spaced mode: run the server's "
+                    "warm pass (keep_warm_us) every US µs of the gap (default 0: off)")
     ap.add_argument("--out", default="task_path", help="result name under bench/results (default task_path)")
     args = ap.parse_args()
-    modes = run(args.n, args.gap_us)
+    modes = run(args.n, args.gap_us, args.keep_warm_us)
     lines = [f"# The per-task path's CPU cost, one process, resident-like stand-in: {card_name()}", "",
              "µs per 1 KiB vector_add; to submit = _accept to the backend's submit; then to the result sent.", "",
              md_row(["mode", "to submit p50", "p99", "submit to sent p50", "p99", "total p50", "p99"]),
@@ -148,6 +155,7 @@ def main() -> None:
         lines.append(md_row([mode, f"{a['p50']:.2f}", f"{a['p99']:.2f}", f"{b['p50']:.2f}", f"{b['p99']:.2f}",
                              f"{t['p50']:.2f}", f"{t['p99']:.2f}"]))
     write_results(args.out, {"card": card_name(), "env": environment(), "n": args.n, "gap_us": args.gap_us,
+                             "keep_warm_us": args.keep_warm_us,
                              "modes": modes}, "\n".join(lines) + "\n")
 
 

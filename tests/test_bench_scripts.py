@@ -50,6 +50,8 @@ def fake_merged() -> dict:
             "roundtrip": ok({"paths": {
                 "zmq echo [block]": {"roundtrip_us": _pair(20.0, 40.0, lost=0), "server_side_us": _pair(3.0, 5.0)},
                 "prototype [block]": {"roundtrip_us": _pair(40.0, 80.0, lost=0), "server_side_us": _pair(15.0, 30.0)},
+                "prototype resident [block]": {"roundtrip_us": _pair(35.0, 70.0, lost=0),
+                                               "server_side_us": _pair(12.0, 24.0)},
                 "zmqrt [block]": {"roundtrip_us": _pair(50.0, 100.0, lost=2), "server_side_us": _pair(18.0, 36.0)},
             }}),
             "stream": ok({"overall": {"lost": 1, "misses": 3, "miss_pct": 0.003}}),
@@ -83,6 +85,9 @@ def test_comparisons_ratios():
     assert rt["met"] is False  # 1.25 > 1.1
     assert rows["service vs prototype server side [block]"]["ratio"]["p50"] == pytest.approx(1.2)
     assert rows["round trip vs bare ZeroMQ echo [block]"]["ratio"]["p50"] == pytest.approx(2.5)
+    resident = rows["service vs resident prototype server side [block]"]
+    assert resident["ratio"] == pytest.approx({"p50": 1.5, "p99": 1.5})
+    assert "met" not in resident  # a floor to read zmqrt's own work against, no target
     assert not any("[spin]" in k for k in rows)  # no spin mode in the results, no spin rows
 
 

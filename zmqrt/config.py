@@ -46,6 +46,10 @@ class ServerConfig:
     kernels_dirs: list[str] = field(default_factory=list)
     cache_dir: str | None = None
     spin: bool = False  # busy-poll sockets and events even when idle
+    # With spin: every this many µs of idle time the loop runs the last task's decode (template match and checks)
+    # and its result's encode again and discards both, so that a task arriving after idle finds that code and data
+    # in the CPU's caches (cache warming, as trading systems keep their order path warm). 0: off.
+    keep_warm_us: float = 0.0
     # Small vector_add/saxpy tasks run on a kernel resident on each lane, fed through mapped host memory: no driver
     # call per task (zmqrt.backends.resident). Costs one SM per lane, polling host memory even when idle.
     resident: bool = False
@@ -157,6 +161,10 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"ingest_workers must be >= 0 (0: none), not {cfg.ingest_workers}")
     if cfg.batch_max < 1:
         raise ValueError(f"batch_max must be >= 1 (1: no batching), not {cfg.batch_max}")
+    if not 0 <= cfg.keep_warm_us < float("inf"):
+        raise ValueError(f"keep_warm_us must be a finite number >= 0 (0: off), not {cfg.keep_warm_us}")
+    if cfg.keep_warm_us and not cfg.spin:
+        raise ValueError("keep_warm_us needs spin: a blocking loop sleeps when idle, with nothing to keep warm")
     if cfg.stage_timing_every < 0:
         raise ValueError(f"stage_timing_every must be >= 0, not {cfg.stage_timing_every}")
     if not 0 <= cfg.stage_timing_gap_ms < float("inf"):

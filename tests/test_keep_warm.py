@@ -1,0 +1,111 @@
+"""Cache warming (``keep_warm_us``): in idle spin passes the loop runs the last task's decode and its result's encode
+again and discards both. It must never send, count, admit or change anything a task can see."""
+
+from __future__ import annotations
+
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from ingest.protocol import encode_task
+from tests.server_support import running_server
+from zmqrt.backends.cpu import CpuBackend
+from zmqrt.config import ServerConfig, validate
+from zmqrt.kernels.registry import load_registry
+from zmqrt.server import Server
+
+
+class Untimed(CpuBackend):
+    """The CPU backend reporting no GPU stage times, as the CUDA backend's untimed tasks: their results take the
+    per-form encoder, which is what a warm pass runs."""
+
+    def stage_times(self, lane):
+        return None
+
+
+def _frame(i: int, rng, reply_to: str) -> tuple[bytes, np.ndarray]:
+    a, b = rng.standard_normal((2, 256), dtype=np.float32)
+    return encode_task(f"t{i}", "vector_add", [a, b], priority=0, deadline_us=50_000.0, reply_to=reply_to), a + b
+
+
+def test_a_warm_pass_sends_counts_and_admits_nothing(ipc_endpoint, zmq_ctx):
+    rng = np.random.default_rng()
+    pull = zmq_ctx.socket(zmq.PULL)
+    pull.bind(ipc_endpoint())
+    reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    cfg = ServerConfig(backend="cpu", ingest=ipc_endpoint(), calibrate=False, linger_ms=0, stage_timing_every=0,
+                       spin=True, keep_warm_us=10.0)
+    server = Server(cfg, backend=Untimed(load_registry(), lanes=2))
+    try:
+        server._warm()  # nothing seen yet: nothing to run
+        for i in range(3):  # the first frames build the template; the later ones match it
+            frame, _ = _frame(i, rng, reply_to)
+            server._accept(frame)
+            while server._busy_lanes:
+                server._poll_lanes()
+        assert server._warm_frame is not None and server._warm_result is not None
+        before = (server.decoder.templated, server.results_sent, set(server._inflight_keys), server._seq,
+                  len(server._books), server.tracker.snapshot(encode=False)["counters"])
+        for _ in range(5):
+            server._warm()
+        assert server.warm_passes == 6
+        after = (server.decoder.templated, server.results_sent, set(server._inflight_keys), server._seq,
+                 len(server._books), server.tracker.snapshot(encode=False)["counters"])
+        assert after == before
+        got = []
+        while pull.poll(200):
+            got.append(msgpack.unpackb(pull.recv(), raw=False))
+        assert [r["id"] for r in got] == ["t0", "t1", "t2"]  # one result per task, none from the warm passes
+        # A task after warm passes: its own result, equal to numpy.
+        frame, want = _frame(3, rng, reply_to)
+        server._accept(frame)
+        while server._busy_lanes:
+            server._poll_lanes()
+        assert pull.poll(2000)
+        res = msgpack.unpackb(pull.recv(), raw=False)
+        assert res["id"] == "t3" and res["status"] == "ok"
+        np.testing.assert_array_equal(np.frombuffer(res["outputs"][0]["data"], np.float32), want)
+    finally:
+        server.close()
+
+
+def test_the_spinning_loop_warms_in_idle_time_and_every_task_gets_its_result(ipc_endpoint, zmq_ctx):
+    rng = np.random.default_rng()
+    pull = zmq_ctx.socket(zmq.PULL)
+    pull.bind(ipc_endpoint())
+    reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    ingest = ipc_endpoint()
+    push = zmq_ctx.socket(zmq.PUSH)
+    with running_server(ingest, spin=True, keep_warm_us=20.0, stage_timing_every=0,
+                        backend_instance=Untimed(load_registry(), lanes=2)) as server:
+        push.connect(ingest)
+        wants = {}
+        for i in range(20):
+            frame, want = _frame(i, rng, reply_to)
+            wants[f"t{i}"] = want
+            push.send(frame)
+            time.sleep(0.005)  # idle between tasks: the loop warms
+        got = {}
+        for _ in range(20):
+            assert pull.poll(5000), f"only {len(got)} results"
+            res = msgpack.unpackb(pull.recv(), raw=False)
+            got[res["id"]] = res
+        assert not pull.poll(100), "more results than tasks"
+        assert server.warm_passes > 0
+        assert server.decoder.templated <= 20  # warm passes are not counted as templated tasks
+    assert set(got) == set(wants)
+    for tid, res in got.items():
+        assert res["status"] == "ok", res
+        np.testing.assert_array_equal(np.frombuffer(res["outputs"][0]["data"], np.float32), wants[tid])
+
+
+def test_keep_warm_needs_spin_and_a_finite_interval():
+    with pytest.raises(ValueError, match="needs spin"):
+        validate(ServerConfig(keep_warm_us=20.0))
+    with pytest.raises(ValueError, match="keep_warm_us"):
+        validate(ServerConfig(spin=True, keep_warm_us=float("inf")))
+    validate(ServerConfig(spin=True, keep_warm_us=20.0))
+    assert Server.__dict__["_warm"].__doc__  # documented
