@@ -140,7 +140,7 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
                        cpu=cpus["loop"] if cpus and not getattr(args, "free_loop", False) else None,
                        fifo_priority=args.fifo_priority,
-                       resident=args.resident, keep_warm_us=args.keep_warm_us if spin else 0.0)
+                       resident=args.resident, keep_warm_us=args.keep_warm_us if spin else None)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:
@@ -233,8 +233,8 @@ def main() -> None:
                     "the kernel's RT throttling stops it for 50 ms a second: use it with blocking")
     ap.add_argument("--resident", action="store_true", help="run zmqrt with --resident (small vector_add on a "
                     "kernel resident on each lane)")
-    ap.add_argument("--keep-warm-us", type=float, default=0.0, metavar="US", help="spin mode: zmqrt re-runs the "
-                    "last task's decode and result encode every US µs of idle time (cache warming; default 0: off)")
+    ap.add_argument("--keep-warm-us", type=float, metavar="US", help="spin mode: server --keep-warm-us (cache "
+                    "warming in idle time; default: the server's, 0: off)")
     ap.add_argument("--no-stats", action="store_true", help="run zmqrt without its stats endpoint (A/B: the loop "
                     "checks that socket once a millisecond)")
     ap.add_argument("--dump", metavar="DIR", help="with --trace: save zmqrt's raw loop trace and the producer's "

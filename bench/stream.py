@@ -57,8 +57,8 @@ def main() -> None:
                     "(default 3: admission predicts mean + 3 mean absolute deviations of the service)")
     ap.add_argument("--resident", action="store_true", help="server --resident (small vector_add on resident lanes)")
     ap.add_argument("--warm-seconds", type=float, default=1.0)
-    ap.add_argument("--keep-warm-us", type=float, default=0.0, metavar="US", help="with --spin: server "
-                    "--keep-warm-us (cache warming in idle time; default 0: off)")
+    ap.add_argument("--keep-warm-us", type=float, metavar="US", help="with --spin: server --keep-warm-us (cache "
+                    "warming in idle time; default: the server's, 0: off)")
     ap.add_argument("--batch-max", type=int, default=1, help="server --batch-max (default 1: off, as the server)")
     ap.add_argument("--out", default="stream", help="result name under bench/results (default stream)")
     ap.add_argument("--dump", metavar="DIR", help="record the server's loop trace (about 1 µs a task) and save it "
@@ -87,7 +87,7 @@ def main() -> None:
                        spin=args.spin, cpu=cpus["loop"] if cpus else None, batch_max=args.batch_max,
                        fifo_priority=args.fifo_priority,
                        admission_margin=args.admission_margin,
-                       resident=args.resident, keep_warm_us=args.keep_warm_us if args.spin else 0.0,
+                       resident=args.resident, keep_warm_us=args.keep_warm_us if args.spin else None,
                        trace_path=f"{tmp}/trace.npy" if args.dump else None)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)

@@ -54,6 +54,13 @@ def _stand_in(lanes: int):
             np.add(slot[:n], slot[n:2 * n], out=out)
             self._views[lane] = [out]
 
+        def warm(self, lane, spec, inputs, checked):
+            a, b = inputs
+            n = a.size
+            slot = self._in[lane]
+            slot[:n] = a
+            slot[n:2 * n] = b
+
         def collect(self, lane):
             return self._views[lane]
 

@@ -83,6 +83,38 @@ def test_timed_and_other_kernels_take_the_launched_path_on_the_same_lane():
             np.testing.assert_allclose(out[0], np.fft.fft(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("resident", [True, False])
+def test_a_warm_copy_starts_nothing_and_the_next_task_is_its_own(resident):
+    """``warm`` (the server's cache warming) copies inputs into an idle lane's slot and starts nothing: the resident
+    block's done number and the lane's state stay as they were, and the next task's output is that task's (poisoned
+    first), not the warm copy's."""
+    rng = np.random.default_rng()
+    with _backend(resident, lanes=2) as be:
+        spec = be.registry.get("vector_add")
+        for lane in (0, 1):
+            first = [rng.standard_normal(256).astype(np.float32) for _ in range(2)]
+            checked = spec.check(first, {})  # one form object, as the decoder shares it: warm finds the lane's launch
+            be.submit(lane, spec, first, checked, False)
+            be.wait(lane)
+            np.testing.assert_array_equal(be.collect(lane)[0], first[0] + first[1])
+            done = be._resident[lane].done_number if resident else None
+            seq = be._resident[lane].seq if resident else None
+            for _ in range(50):
+                warm = [rng.standard_normal(256).astype(np.float32) for _ in range(2)]
+                be.warm(lane, spec, warm, checked)
+            if resident:
+                assert be._resident[lane].done_number == done and be._resident[lane].seq == seq
+            else:
+                assert not be._lanes[lane].busy
+            assert be.poll(lane)  # still idle: nothing was started
+            nxt = [rng.standard_normal(256).astype(np.float32) for _ in range(2)]
+            for out in be.collect(lane):
+                out[...] = np.nan  # poisoned: a stale output cannot pass
+            be.submit(lane, spec, nxt, checked, False)
+            be.wait(lane)
+            np.testing.assert_array_equal(be.collect(lane)[0], nxt[0] + nxt[1])
+
+
 def test_server_with_resident_lanes_end_to_end(endpoint):
     from ingest.client import Client
     from tests.server_support import running_server

@@ -20,10 +20,23 @@ from zmqrt.server import Server
 
 class Untimed(CpuBackend):
     """The CPU backend reporting no GPU stage times, as the CUDA backend's untimed tasks: their results take the
-    per-form encoder, which is what a warm pass runs."""
+    per-form encoder, which is what a warm pass runs. Records each ``warm`` call: (lane, whether any lane was busy,
+    a copy of the inputs)."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.server: Server | None = None
+        self.warmed: list[tuple] = []
+        self.fail_warm = False
 
     def stage_times(self, lane):
         return None
+
+    def warm(self, lane, spec, inputs, checked):
+        if self.fail_warm:
+            raise RuntimeError("boom")
+        busy = bool(self.server._busy_lanes) if self.server is not None else None
+        self.warmed.append((lane, busy, [np.array(a) for a in inputs]))
 
 
 def _frame(i: int, rng, reply_to: str) -> tuple[bytes, np.ndarray]:
@@ -38,20 +51,30 @@ def test_a_warm_pass_sends_counts_and_admits_nothing(ipc_endpoint, zmq_ctx):
     reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
     cfg = ServerConfig(backend="cpu", ingest=ipc_endpoint(), calibrate=False, linger_ms=0, stage_timing_every=0,
                        spin=True, keep_warm_us=10.0)
-    server = Server(cfg, backend=Untimed(load_registry(), lanes=2))
+    backend = Untimed(load_registry(), lanes=2)
+    server = Server(cfg, backend=backend)
+    backend.server = server
     try:
         server._warm()  # nothing seen yet: nothing to run
+        assert backend.warmed == []
         for i in range(3):  # the first frames build the template; the later ones match it
             frame, _ = _frame(i, rng, reply_to)
             server._accept(frame)
             while server._busy_lanes:
                 server._poll_lanes()
+        last_inputs = np.frombuffer(frame, np.uint8)  # the warm pass copies the last matched frame's inputs
         assert server._warm_frame is not None and server._warm_result is not None
         before = (server.decoder.templated, server.results_sent, set(server._inflight_keys), server._seq,
                   len(server._books), server.tracker.snapshot(encode=False)["counters"])
         for _ in range(5):
             server._warm()
         assert server.warm_passes == 6
+        # Each pass copied the last task's inputs into the lane an urgent task takes next, with every lane idle.
+        assert len(backend.warmed) == 5
+        for lane, busy, inputs in backend.warmed:
+            assert lane == server._free_lanes[-1] and busy is False
+            assert len(inputs) == 2 and all(a.nbytes == 1024 for a in inputs)
+            assert inputs[0].tobytes() in last_inputs.tobytes() and inputs[1].tobytes() in last_inputs.tobytes()
         after = (server.decoder.templated, server.results_sent, set(server._inflight_keys), server._seq,
                  len(server._books), server.tracker.snapshot(encode=False)["counters"])
         assert after == before
@@ -100,6 +123,42 @@ def test_the_spinning_loop_warms_in_idle_time_and_every_task_gets_its_result(ipc
     for tid, res in got.items():
         assert res["status"] == "ok", res
         np.testing.assert_array_equal(np.frombuffer(res["outputs"][0]["data"], np.float32), wants[tid])
+
+
+def test_a_failing_warm_pass_turns_warming_off_and_tasks_still_run(ipc_endpoint, zmq_ctx, caplog):
+    rng = np.random.default_rng()
+    pull = zmq_ctx.socket(zmq.PULL)
+    pull.bind(ipc_endpoint())
+    reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    backend = Untimed(load_registry(), lanes=2)
+    ingest = ipc_endpoint()
+    push = zmq_ctx.socket(zmq.PUSH)
+    with running_server(ingest, spin=True, keep_warm_us=5.0, stage_timing_every=0, backend_instance=backend) as srv:
+        backend.server = srv
+        backend.fail_warm = True
+        push.connect(ingest)
+        wants = []
+        for i in range(5):
+            frame, want = _frame(i, rng, reply_to)
+            wants.append(want)
+            push.send(frame)
+            time.sleep(0.005)
+        for want in wants:
+            assert pull.poll(5000)
+            res = msgpack.unpackb(pull.recv(), raw=False)
+            assert res["status"] == "ok"
+            np.testing.assert_array_equal(np.frombuffer(res["outputs"][0]["data"], np.float32), want)
+        assert srv._warm_ns == 0
+    assert "cache warming failed" in caplog.text
+
+
+def test_keep_warm_defaults_to_on_with_spin_only():
+    from zmqrt.config import KEEP_WARM_DEFAULT_US, keep_warm_us
+
+    assert keep_warm_us(ServerConfig(spin=True)) == KEEP_WARM_DEFAULT_US > 0
+    assert keep_warm_us(ServerConfig()) == 0
+    assert keep_warm_us(ServerConfig(spin=True, keep_warm_us=0.0)) == 0
+    assert keep_warm_us(ServerConfig(spin=True, keep_warm_us=7.5)) == 7.5
 
 
 def test_keep_warm_needs_spin_and_a_finite_interval():

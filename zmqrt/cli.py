@@ -52,8 +52,9 @@ def _add_serve(sub) -> None:
     p.add_argument("--spin", action="store_true", default=None, help="busy-poll even when idle (lowest latency, "
                    "burns a core)")
     p.add_argument("--keep-warm-us", type=float, metavar="US", help="with --spin: every US µs of idle time, run "
-                   "the last task's decode and its result's encode again and discard both, so that a task arriving "
-                   "after idle finds them in the CPU's caches (default 0: off)")
+                   "the last task's decode, its input copy into an idle lane (nothing started) and its result's "
+                   "encode again and discard them, so that a task arriving after idle finds that code and data in "
+                   "the CPU's caches (default 20 with --spin; 0: off)")
     p.add_argument("--resident", action="store_true", default=None, help="serve small vector_add and saxpy tasks "
                    "(up to 4096 elements, untimed) from a kernel resident on each lane, fed through mapped host "
                    "memory: no driver call per task (service p50 39.7 -> 31.0 µs on an H200 host), at the cost of "

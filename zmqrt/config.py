@@ -18,6 +18,10 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - 3.10
     tomllib = None  # type: ignore[assignment]
 
+# Cache warming's interval with --spin and no setting (bench/NOTES.md 36: at 10 kHz on the H200 host the per-task
+# path's decode fell from 13.8 to 7.3 µs p50).
+KEEP_WARM_DEFAULT_US = 20.0
+
 
 def default_ipc_dir() -> Path:
     return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
@@ -46,10 +50,11 @@ class ServerConfig:
     kernels_dirs: list[str] = field(default_factory=list)
     cache_dir: str | None = None
     spin: bool = False  # busy-poll sockets and events even when idle
-    # With spin: every this many µs of idle time the loop runs the last task's decode (template match and checks)
-    # and its result's encode again and discards both, so that a task arriving after idle finds that code and data
-    # in the CPU's caches (cache warming, as trading systems keep their order path warm). 0: off.
-    keep_warm_us: float = 0.0
+    # With spin: every this many µs of idle time the loop runs the last task's decode (template match and checks),
+    # its input copy into an idle lane's slot (nothing started) and its result's encode again, and discards them,
+    # so that a task arriving after idle finds that code and data in the CPU's caches (cache warming, as trading
+    # systems keep their order path warm). None: KEEP_WARM_DEFAULT_US with spin, off without; 0: off.
+    keep_warm_us: float | None = None
     # Small vector_add/saxpy tasks run on a kernel resident on each lane, fed through mapped host memory: no driver
     # call per task (zmqrt.backends.resident). Costs one SM per lane, polling host memory even when idle.
     resident: bool = False
@@ -138,6 +143,13 @@ def build_config(file: str | Path | None = None, **overrides: Any) -> ServerConf
     return cfg
 
 
+def keep_warm_us(cfg: ServerConfig) -> float:
+    """The cache-warming interval in effect: the setting, or with none KEEP_WARM_DEFAULT_US when spinning."""
+    if cfg.keep_warm_us is not None:
+        return cfg.keep_warm_us
+    return KEEP_WARM_DEFAULT_US if cfg.spin else 0.0
+
+
 def validate(cfg: ServerConfig) -> None:
     if cfg.backend not in ("auto", "cuda", "cpu"):
         raise ValueError(f"backend must be auto, cuda or cpu, not {cfg.backend!r}")
@@ -161,10 +173,11 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"ingest_workers must be >= 0 (0: none), not {cfg.ingest_workers}")
     if cfg.batch_max < 1:
         raise ValueError(f"batch_max must be >= 1 (1: no batching), not {cfg.batch_max}")
-    if not 0 <= cfg.keep_warm_us < float("inf"):
-        raise ValueError(f"keep_warm_us must be a finite number >= 0 (0: off), not {cfg.keep_warm_us}")
-    if cfg.keep_warm_us and not cfg.spin:
-        raise ValueError("keep_warm_us needs spin: a blocking loop sleeps when idle, with nothing to keep warm")
+    if cfg.keep_warm_us is not None:
+        if not 0 <= cfg.keep_warm_us < float("inf"):
+            raise ValueError(f"keep_warm_us must be a finite number >= 0 (0: off), not {cfg.keep_warm_us}")
+        if cfg.keep_warm_us and not cfg.spin:
+            raise ValueError("keep_warm_us needs spin: a blocking loop sleeps when idle, with nothing to keep warm")
     if cfg.stage_timing_every < 0:
         raise ValueError(f"stage_timing_every must be >= 0, not {cfg.stage_timing_every}")
     if not 0 <= cfg.stage_timing_gap_ms < float("inf"):

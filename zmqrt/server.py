@@ -36,7 +36,7 @@ from ingest.results import ResultRouter
 from .backends import Backend, make_backend
 from .backends.base import rows_like
 from .compiler import KernelCache
-from .config import ServerConfig
+from .config import ServerConfig, keep_warm_us
 from .cuda import CudaError
 from .errors import Code, TaskError
 from .kernels.registry import KernelRegistry, load_registry
@@ -203,7 +203,7 @@ class Server:
         self.results_sent = 0
         # Cache warming (keep_warm_us, spin only): the last matched frame, and the last result's (encoder, outputs,
         # id), run again in idle time.
-        self._warm_ns = int(cfg.keep_warm_us * 1000) if cfg.spin else 0
+        self._warm_ns = int(keep_warm_us(cfg) * 1000)
         self._warm_frame: bytes | None = None
         self._warm_result: tuple | None = None
         self.warm_passes = 0
@@ -959,8 +959,16 @@ class Server:
             matched = self._match(frame, 0)
             if matched is not None:
                 self.decoder.templated -= 1  # a warm-up, not a task: the diagnostic counts tasks
-                rec = matched[0]
-                self.predictor.predict_ns(rec[1], size_class(rec[0].in_bytes))
+                rec, _, inputs = matched
+                form = rec[0]
+                self.predictor.predict_ns(rec[1], size_class(form.in_bytes))
+                free = self._free_lanes
+                if free and not self._busy_lanes:  # the lane an urgent task takes next (_take_lane), idle
+                    try:
+                        self.backend.warm(free[-1], form.spec, inputs, form.checked)
+                    except Exception:  # noqa: BLE001 - a warm-up must never stop the loop: turn it off instead
+                        log.exception("cache warming failed; keep_warm_us is off from now on")
+                        self._warm_ns = 0
         result = self._warm_result
         if result is not None:
             encoder, outputs, task_id = result
@@ -1269,6 +1277,7 @@ class Server:
                     gc_collect(1 if middle > 10 else 0)
                 if warm_ns and now >= next_warm_ns:
                     self._warm()
+                    warm_ns = self._warm_ns  # 0 once a warm pass failed
                     next_warm_ns = monotonic_ns() + warm_ns
                     continue
                 if not spin:

@@ -71,6 +71,12 @@ class Backend(ABC):
         class instead of per batch size. Default: the batch as it is (a backend that prepares nothing)."""
         self.submit(lane, spec, inputs, checked, False)
 
+    def warm(self, lane: int, spec, inputs: Sequence[np.ndarray], checked) -> None:
+        """Copy ``inputs`` where a submit on the idle ``lane`` would put them, and start nothing: the server's cache
+        warming (``keep_warm_us``) then finds the copy's code and the slot's memory in the CPU's caches. Default:
+        nothing (a backend with no input slots)."""
+        return None
+
     @abstractmethod
     def poll(self, lane: int) -> bool: ...
 

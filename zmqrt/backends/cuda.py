@@ -154,6 +154,18 @@ class CudaBackend(Backend):
             prep = self._prepare(ln, spec, rows_like(inputs, rows), checked)
         ln.submit(prep, inputs, False, len(inputs[0]) if rows != len(inputs[0]) else None)
 
+    def warm(self, lane: int, spec, inputs: Sequence[np.ndarray], checked) -> None:
+        """``submit``'s input copy, on the path an untimed task of this form would take, with nothing started: no
+        request for a resident block (it reads its slot only for a new request number), no launch. Never prepares
+        or captures anything; a form not yet prepared on this lane is left alone. The lane must be idle."""
+        if self._resident is not None and ResidentLane.accepts(spec.name, inputs):
+            self._resident[lane].warm(spec.name, inputs)
+            return
+        entry = self._lanes[lane].by_checked.get(id(checked))
+        if entry is not None and entry[0] is checked:
+            for view, a in zip(entry[1].in_views, inputs):  # noqa: B905 - same length by construction
+                view[...] = a
+
     def _resident_took(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, timed: bool) -> bool:
         """An untimed small elementwise task goes to the lane's resident block: no driver call at all."""
         on = self._on_resident[lane] = (not (timed and self._timing) and ResidentLane.accepts(spec.name, inputs))

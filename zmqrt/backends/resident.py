@@ -114,6 +114,15 @@ class ResidentLane:
         self.seq = seq = (self.seq + 1) & 0xFFFFFFFF or 1
         self._post(seq, form[3], _f32_bits(checked.params["alpha"]) if op == 2 else 0)
 
+    def warm(self, name: str, inputs: Sequence[np.ndarray]) -> None:
+        """``submit``'s copies without the request: the block reads the input slot only when a new request number
+        arrives, so it sees nothing. The lane must be idle (its last task collected)."""
+        a, b = inputs
+        op = OPS[name]
+        form = self._forms.get((op, a.shape)) or self._form(op, a.shape)
+        form[0][...] = a
+        form[1][...] = b
+
     def _post(self, seq: int, upper_a: int, alpha_bits: int) -> None:
         mbox = self._mbox
         mbox[1] = seq | alpha_bits << 32  # word B first: a read between the two stores sees unequal numbers
