@@ -63,7 +63,7 @@ def test_a_warm_pass_sends_counts_and_admits_nothing(ipc_endpoint, zmq_ctx):
             while server._busy_lanes:
                 server._poll_lanes()
         last_inputs = np.frombuffer(frame, np.uint8)  # the warm pass copies the last matched frame's inputs
-        assert server._warm_frame is not None and server._warm_result is not None
+        assert len(server._warm_frames) == 1 and len(server._warm_results) == 1
         before = (server.decoder.templated, server.results_sent, set(server._inflight_keys), server._seq,
                   len(server._books), server.tracker.snapshot(encode=False)["counters"])
         for _ in range(5):
@@ -168,3 +168,38 @@ def test_keep_warm_needs_spin_and_a_finite_interval():
         validate(ServerConfig(spin=True, keep_warm_us=float("inf")))
     validate(ServerConfig(spin=True, keep_warm_us=20.0))
     assert Server.__dict__["_warm"].__doc__  # documented
+
+
+def test_a_mix_of_forms_is_warmed_in_turn_and_the_template_order_stays(ipc_endpoint, zmq_ctx):
+    """Two forms (vector_add of 256 and of 64 elements): warm passes alternate between them, each copying its own
+    inputs, and leave the decoder's template order as the last real task left it."""
+    rng = np.random.default_rng()
+    pull = zmq_ctx.socket(zmq.PULL)
+    pull.bind(ipc_endpoint())
+    reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    cfg = ServerConfig(backend="cpu", ingest=ipc_endpoint(), calibrate=False, linger_ms=0, stage_timing_every=0,
+                       spin=True, keep_warm_us=10.0)
+    backend = Untimed(load_registry(), lanes=2)
+    server = Server(cfg, backend=backend)
+    backend.server = server
+    try:
+        for i in range(8):
+            n = 256 if i % 2 else 64
+            a, b = rng.standard_normal((2, n), dtype=np.float32)
+            server._accept(encode_task(f"t{i}", "vector_add", [a, b], priority=0, reply_to=reply_to))
+            while server._busy_lanes:
+                server._poll_lanes()
+        assert len(server._warm_frames) == 2 and len(server._warm_results) == 2
+        order = list(server.decoder.templates)
+        for _ in range(5):  # an odd count: the last pass warms the other form
+            server._warm()
+        assert list(server.decoder.templates) == order
+        sizes = [w[2][0].size for w in backend.warmed]
+        assert sizes in ([64, 256, 64, 256, 64], [256, 64, 256, 64, 256])
+        n = 0
+        while pull.poll(200):
+            pull.recv()
+            n += 1
+        assert n == 8
+    finally:
+        server.close()

@@ -62,6 +62,7 @@ from .trace import (
 log = logging.getLogger("zmqrt")
 
 _READ_AHEAD = 8  # frames read per loop pass while every lane is busy
+_WARM_FORMS_MAX = 8  # forms kept warm in turn (keep_warm_us); as many as the decoder keeps byte templates
 _BULK_LAYOUTS = 4  # batches (layouts) read from one backlog at most
 # Deferred bookkeeping entries before a busy loop applies them anyway; ZMQRT_BOOKS_MAX=1 applies each at once,
 # right after its send, as before (for A/B runs: bench/NOTES.md 21).
@@ -201,11 +202,11 @@ class Server:
         self._last_timed = -cfg.stage_timing_every
         self._last_timed_ns = -(1 << 62)
         self.results_sent = 0
-        # Cache warming (keep_warm_us, spin only): the last matched frame, and the last result's (encoder, outputs,
-        # id), run again in idle time.
+        # Cache warming (keep_warm_us, spin only): per byte template the last frame it matched, and per task form
+        # the last result's (encoder, outputs, id), run again in idle time, one form a pass in turn.
         self._warm_ns = int(keep_warm_us(cfg) * 1000)
-        self._warm_frame: bytes | None = None
-        self._warm_result: tuple | None = None
+        self._warm_frames: dict[int, bytes] = {}
+        self._warm_results: dict[int, tuple] = {}
         self.warm_passes = 0
         self._stop = threading.Event()
         self._accepting = True
@@ -288,7 +289,7 @@ class Server:
         matched = self._match(frame, recv_ns)
         if matched is not None:
             if self._warm_ns:
-                self._warm_frame = frame
+                self._warm_frames[id(matched[0])] = frame  # the template's record: one entry per template
             if (self._free_lanes and self._accepting and not len(self.sched)
                     and self._start_matched(matched, recv_ns)):
                 return
@@ -923,7 +924,7 @@ class Server:
             payload = entry[1].encode(task.id, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
                                       (done_ns - recv_ns) * _NS_PER_US)
             if self._warm_ns:
-                self._warm_result = (entry[1], outputs, task.id)
+                self._warm_results[id(checked)] = (entry[1], outputs, task.id)
         encoded_ns = time.monotonic_ns() if trace is not None else 0
         self.router.send(task.reply_to, payload)
         sent_ns = time.monotonic_ns()
@@ -952,11 +953,23 @@ class Server:
                     missed, task.size_class, run_ns, task.probe))
 
     def _warm(self) -> None:
-        """Run the last task's decode and its result's encode again and discard both (``keep_warm_us``): a task
-        arriving after idle then finds that code and data in the CPU's caches. Called only in idle loop passes."""
-        frame = self._warm_frame
-        if frame is not None:
+        """Run a recent task's decode, its input copy into the idle lane an urgent task takes next (nothing started)
+        and its result's encode again, and discard them (``keep_warm_us``): a task arriving after idle then finds
+        that code and data in the CPU's caches. One form a pass, in turn, so that a pass stays short (a frame
+        arriving meanwhile waits for it) and a mix of forms stays warm. Called only in idle loop passes."""
+        n = self.warm_passes
+        frames = self._warm_frames
+        if frames:
+            if len(frames) > 2 * _WARM_FORMS_MAX:  # templates come and go: keep the newest entries
+                for key in list(frames)[:-_WARM_FORMS_MAX]:
+                    del frames[key]
+            frame = list(frames.values())[n % len(frames)]
+            templates = self.decoder.templates
+            first = templates[0] if templates else None
             matched = self._match(frame, 0)
+            if templates and templates[0] is not first:  # the match moved its template first: put the order back
+                templates.remove(first)
+                templates.insert(0, first)
             if matched is not None:
                 self.decoder.templated -= 1  # a warm-up, not a task: the diagnostic counts tasks
                 rec, _, inputs = matched
@@ -969,11 +982,14 @@ class Server:
                     except Exception:  # noqa: BLE001 - a warm-up must never stop the loop: turn it off instead
                         log.exception("cache warming failed; keep_warm_us is off from now on")
                         self._warm_ns = 0
-        result = self._warm_result
-        if result is not None:
-            encoder, outputs, task_id = result
+        results = self._warm_results
+        if results:
+            if len(results) > 2 * _WARM_FORMS_MAX:
+                for key in list(results)[:-_WARM_FORMS_MAX]:
+                    del results[key]
+            encoder, outputs, task_id = list(results.values())[n % len(results)]
             encoder.encode(task_id, outputs, False, 0.0, 0.0)
-        self.warm_passes += 1
+        self.warm_passes = n + 1
 
     def _book(self, entry: tuple) -> None:
         """Queue a sent task's bookkeeping for an idle loop pass (``_flush_books``): ``(kernel, priority,
