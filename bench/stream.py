@@ -53,8 +53,8 @@ def main() -> None:
     ap.add_argument("--fifo-priority", type=int, default=0, metavar="P", help="server loop thread at SCHED_FIFO "
                     "priority P where permitted (default 0: normal scheduling). With --spin the loop never sleeps and "
                     "the kernel's RT throttling stops it for 50 ms a second: use it with blocking")
-    ap.add_argument("--admission-margin", type=float, default=3.0, metavar="K", help="server --admission-margin "
-                    "(default 3: admission predicts mean + 3 mean absolute deviations of the service)")
+    ap.add_argument("--admission-margin", type=float, metavar="K", help="server --admission-margin "
+                    "(default: the server's, 1: admission predicts mean + 1 mean absolute deviation of the service)")
     ap.add_argument("--resident", action="store_true", help="server --resident (small vector_add on resident lanes)")
     ap.add_argument("--warm-seconds", type=float, default=1.0)
     ap.add_argument("--keep-warm-us", type=float, metavar="US", help="with --spin: server --keep-warm-us (cache "
@@ -86,7 +86,7 @@ def main() -> None:
     cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", lanes=args.lanes, policy=args.policy,
                        spin=args.spin, cpu=cpus["loop"] if cpus else None, batch_max=args.batch_max,
                        fifo_priority=args.fifo_priority,
-                       admission_margin=args.admission_margin,
+                       **({} if args.admission_margin is None else {"admission_margin": args.admission_margin}),
                        resident=args.resident, keep_warm_us=args.keep_warm_us if args.spin else None,
                        trace_path=f"{tmp}/trace.npy" if args.dump else None)
     with spawn_on(cpus["server"] if cpus else None):

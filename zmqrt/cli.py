@@ -40,9 +40,9 @@ def _add_serve(sub) -> None:
     p.add_argument("--admission", choices=["reject", "flag"], help="infeasible deadline: reject at once "
                    "(default) or accept and flag")
     p.add_argument("--admission-margin", type=float, metavar="K", help="admission predicts a task's service as "
-                   "mean + K mean absolute deviations of its kernel and size class (default 3, near p99 on a quiet "
-                   "host). On a noisy host a deadline inside the service tail gets rejected at K=3; a lower K "
-                   "admits such tasks, some of which then finish late")
+                   "mean + K mean absolute deviations of its kernel and size class (default 1, about p80: a task is "
+                   "rejected when it would most likely finish late). A higher K rejects sooner (3 is near p99: on a "
+                   "noisy host it rejected whole kernels for seconds, most of whose tasks would have made it)")
     p.add_argument("--expire", choices=["off", "late", "predicted"], help="at dispatch, expire tasks already late "
                    "or predicted to finish late (default predicted)")
     p.add_argument("--kernels-dir", action="append", metavar="DIR", help="directory of user kernels "
