@@ -44,55 +44,62 @@ def _frame(i: int, rng, reply_to: str) -> tuple[bytes, np.ndarray]:
     return encode_task(f"t{i}", "vector_add", [a, b], priority=0, deadline_us=50_000.0, reply_to=reply_to), a + b
 
 
-def test_a_warm_pass_sends_counts_and_admits_nothing(ipc_endpoint, zmq_ctx):
-    rng = np.random.default_rng()
+@pytest.fixture
+def in_process(ipc_endpoint, zmq_ctx):
+    """A spinning server with warming on, driven in-process (``_accept``, ``_poll_lanes``, ``_warm``), its results
+    read from a real PULL socket: (server, backend, pull, reply_to)."""
     pull = zmq_ctx.socket(zmq.PULL)
     pull.bind(ipc_endpoint())
-    reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
     cfg = ServerConfig(backend="cpu", ingest=ipc_endpoint(), calibrate=False, linger_ms=0, stage_timing_every=0,
                        spin=True, keep_warm_us=10.0)
     backend = Untimed(load_registry(), lanes=2)
     server = Server(cfg, backend=backend)
     backend.server = server
     try:
-        server._warm()  # nothing seen yet: nothing to run
-        assert backend.warmed == []
-        for i in range(3):  # the first frames build the template; the later ones match it
-            frame, _ = _frame(i, rng, reply_to)
-            server._accept(frame)
-            while server._busy_lanes:
-                server._poll_lanes()
-        last_inputs = np.frombuffer(frame, np.uint8)  # the warm pass copies the last matched frame's inputs
-        assert len(server._warm_frames) == 1 and len(server._warm_results) == 1
-        before = (server.decoder.templated, server.results_sent, set(server._inflight_keys), server._seq,
-                  len(server._books), server.tracker.snapshot(encode=False)["counters"])
-        for _ in range(5):
-            server._warm()
-        assert server.warm_passes == 6
-        # Each pass copied the last task's inputs into the lane an urgent task takes next, with every lane idle.
-        assert len(backend.warmed) == 5
-        for lane, busy, inputs in backend.warmed:
-            assert lane == server._free_lanes[-1] and busy is False
-            assert len(inputs) == 2 and all(a.nbytes == 1024 for a in inputs)
-            assert inputs[0].tobytes() in last_inputs.tobytes() and inputs[1].tobytes() in last_inputs.tobytes()
-        after = (server.decoder.templated, server.results_sent, set(server._inflight_keys), server._seq,
-                 len(server._books), server.tracker.snapshot(encode=False)["counters"])
-        assert after == before
-        got = []
-        while pull.poll(200):
-            got.append(msgpack.unpackb(pull.recv(), raw=False))
-        assert [r["id"] for r in got] == ["t0", "t1", "t2"]  # one result per task, none from the warm passes
-        # A task after warm passes: its own result, equal to numpy.
-        frame, want = _frame(3, rng, reply_to)
+        yield server, backend, pull, pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    finally:
+        server.close()
+
+
+def test_a_warm_pass_sends_counts_and_admits_nothing(in_process):
+    server, backend, pull, reply_to = in_process
+    rng = np.random.default_rng()
+    server._warm()  # nothing seen yet: nothing to run
+    assert backend.warmed == []
+    for i in range(3):  # the first frames build the template; the later ones match it
+        frame, _ = _frame(i, rng, reply_to)
         server._accept(frame)
         while server._busy_lanes:
             server._poll_lanes()
-        assert pull.poll(2000)
-        res = msgpack.unpackb(pull.recv(), raw=False)
-        assert res["id"] == "t3" and res["status"] == "ok"
-        np.testing.assert_array_equal(np.frombuffer(res["outputs"][0]["data"], np.float32), want)
-    finally:
-        server.close()
+    last_inputs = np.frombuffer(frame, np.uint8)  # the warm pass copies the last matched frame's inputs
+    assert len(server._warm_frames) == 1 and len(server._warm_results) == 1
+    before = (server.decoder.templated, server.results_sent, set(server._inflight_keys), server._seq,
+              len(server._books), server.tracker.snapshot(encode=False)["counters"])
+    for _ in range(5):
+        server._warm()
+    assert server.warm_passes == 6
+    # Each pass copied the last task's inputs into the lane an urgent task takes next, with every lane idle.
+    assert len(backend.warmed) == 5
+    for lane, busy, inputs in backend.warmed:
+        assert lane == server._free_lanes[-1] and busy is False
+        assert len(inputs) == 2 and all(a.nbytes == 1024 for a in inputs)
+        assert inputs[0].tobytes() in last_inputs.tobytes() and inputs[1].tobytes() in last_inputs.tobytes()
+    after = (server.decoder.templated, server.results_sent, set(server._inflight_keys), server._seq,
+             len(server._books), server.tracker.snapshot(encode=False)["counters"])
+    assert after == before
+    got = []
+    while pull.poll(200):
+        got.append(msgpack.unpackb(pull.recv(), raw=False))
+    assert [r["id"] for r in got] == ["t0", "t1", "t2"]  # one result per task, none from the warm passes
+    # A task after warm passes: its own result, equal to numpy.
+    frame, want = _frame(3, rng, reply_to)
+    server._accept(frame)
+    while server._busy_lanes:
+        server._poll_lanes()
+    assert pull.poll(2000)
+    res = msgpack.unpackb(pull.recv(), raw=False)
+    assert res["id"] == "t3" and res["status"] == "ok"
+    np.testing.assert_array_equal(np.frombuffer(res["outputs"][0]["data"], np.float32), want)
 
 
 def test_the_spinning_loop_warms_in_idle_time_and_every_task_gets_its_result(ipc_endpoint, zmq_ctx):
@@ -170,36 +177,26 @@ def test_keep_warm_needs_spin_and_a_finite_interval():
     assert Server.__dict__["_warm"].__doc__  # documented
 
 
-def test_a_mix_of_forms_is_warmed_in_turn_and_the_template_order_stays(ipc_endpoint, zmq_ctx):
+def test_a_mix_of_forms_is_warmed_in_turn_and_the_template_order_stays(in_process):
     """Two forms (vector_add of 256 and of 64 elements): warm passes alternate between them, each copying its own
     inputs, and leave the decoder's template order as the last real task left it."""
+    server, backend, pull, reply_to = in_process
     rng = np.random.default_rng()
-    pull = zmq_ctx.socket(zmq.PULL)
-    pull.bind(ipc_endpoint())
-    reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
-    cfg = ServerConfig(backend="cpu", ingest=ipc_endpoint(), calibrate=False, linger_ms=0, stage_timing_every=0,
-                       spin=True, keep_warm_us=10.0)
-    backend = Untimed(load_registry(), lanes=2)
-    server = Server(cfg, backend=backend)
-    backend.server = server
-    try:
-        for i in range(8):
-            n = 256 if i % 2 else 64
-            a, b = rng.standard_normal((2, n), dtype=np.float32)
-            server._accept(encode_task(f"t{i}", "vector_add", [a, b], priority=0, reply_to=reply_to))
-            while server._busy_lanes:
-                server._poll_lanes()
-        assert len(server._warm_frames) == 2 and len(server._warm_results) == 2
-        order = list(server.decoder.templates)
-        for _ in range(5):  # an odd count: the last pass warms the other form
-            server._warm()
-        assert list(server.decoder.templates) == order
-        sizes = [w[2][0].size for w in backend.warmed]
-        assert sizes in ([64, 256, 64, 256, 64], [256, 64, 256, 64, 256])
-        n = 0
-        while pull.poll(200):
-            pull.recv()
-            n += 1
-        assert n == 8
-    finally:
-        server.close()
+    for i in range(8):
+        n = 256 if i % 2 else 64
+        a, b = rng.standard_normal((2, n), dtype=np.float32)
+        server._accept(encode_task(f"t{i}", "vector_add", [a, b], priority=0, reply_to=reply_to))
+        while server._busy_lanes:
+            server._poll_lanes()
+    assert len(server._warm_frames) == 2 and len(server._warm_results) == 2
+    order = list(server.decoder.templates)
+    for _ in range(5):  # an odd count: the last pass warms the other form
+        server._warm()
+    assert list(server.decoder.templates) == order
+    sizes = [w[2][0].size for w in backend.warmed]
+    assert sizes in ([64, 256, 64, 256, 64], [256, 64, 256, 64, 256])
+    n = 0
+    while pull.poll(200):
+        pull.recv()
+        n += 1
+    assert n == 8
