@@ -124,7 +124,7 @@ class TaskDecoder:
     def _add_template(self, frame: bytes, form: _Form, task: Task) -> None:
         views = tuple((dtype, nbytes // dtype.itemsize, shape) for dtype, shape, nbytes in form.inputs)
         tpl = FrameTemplate.build(frame, tuple(nbytes for _, _, nbytes in form.inputs),
-                                  (form, task.kernel, task.params, task.reply_to, views))
+                                  (form, task.kernel, task.params, task.reply_to, views), views)
         if tpl is None:
             return
         templates = self._templates
@@ -170,21 +170,16 @@ class TaskDecoder:
         Task (``task``) while the GPU runs."""
         templates = self._templates
         for i, tpl in enumerate(templates):
-            matched = tpl.match(frame)
-            if matched is not None:
-                values, offsets = matched
-                scalars = self._scalars(values[0], values[1], values[2], values[3], values[4], recv_ns)
+            got = tpl.take(frame)  # the slot values and the inputs as views of the frame (no copy), or None
+            if got is not None:
+                task_id, priority, deadline_us, period_us, sent_ns, inputs = got
+                scalars = self._scalars(task_id, priority, deadline_us, period_us, sent_ns, recv_ns)
                 if scalars is None:
                     return None
-                rec = tpl.form
-                inputs = []
-                for off, (dtype, count, shape) in zip(offsets, rec[4]):  # noqa: B905 - same form, same count
-                    array = _frombuffer(frame, dtype, count, off)  # a view of the frame: no copy
-                    inputs.append(array if shape is None else array.reshape(shape))
                 self.templated += 1
                 if i:  # most recent first: a producer's template is found at once
                     templates.insert(0, templates.pop(i))
-                return rec, scalars, inputs
+                return tpl.form, scalars, inputs
         return None
 
     @staticmethod

@@ -23,12 +23,15 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import numpy as np
+
 __all__ = ["FrameTemplate", "SLOT_KEYS"]
 
 # The top-level keys whose values may differ between tasks of one form, in slot order.
 SLOT_KEYS = ("id", "priority", "deadline_us", "period_us", "sent_ns")
 _DATA = len(SLOT_KEYS)  # slot kinds >= _DATA: the data of input (kind - _DATA)
 BAD = object()  # a slot that holds something other than a plain msgpack scalar
+_frombuffer = np.frombuffer
 
 _U16, _U32, _U64 = struct.Struct(">H").unpack_from, struct.Struct(">I").unpack_from, struct.Struct(">Q").unpack_from
 _U8, _I8, _I16 = struct.Struct(">B").unpack_from, struct.Struct(">b").unpack_from, struct.Struct(">h").unpack_from
@@ -165,18 +168,25 @@ class FrameTemplate:
     ``match`` is generated per template (straight-line code, the fixed bytes bound as default arguments, never
     written into the source): a loop over the segments cost twice as much."""
 
-    __slots__ = ("match", "form", "segments", "tbytes")
+    __slots__ = ("match", "take", "form", "segments", "tbytes")
 
-    def __init__(self, segments: tuple, tail: bytes, form: Any, tbytes: tuple) -> None:
+    def __init__(self, segments: tuple, tail: bytes, form: Any, tbytes: tuple, views: tuple | None = None) -> None:
         self.segments = segments + ((tail, len(tail), -1, 0),)
         self.form = form  # what the decoder attaches: the validated form these frames share
         self.tbytes = tbytes  # per slot: the type byte of its value in the template's frame (None for data)
         self.match = _compile(self.segments, tbytes + (None,))
+        # ``take(frame)``: ``match`` and the inputs' views in one generated function (with ``views``, else None).
+        self.take = _compile(self.segments, tbytes + (None,), views) if views is not None else None
 
     @classmethod
-    def build(cls, frame: bytes, nbytes: tuple[int, ...], form: Any) -> FrameTemplate | None:
+    def build(cls, frame: bytes, nbytes: tuple[int, ...], form: Any,
+              views: tuple | None = None) -> FrameTemplate | None:
         """The template of ``frame`` (a frame that passed the validator), or None when it has none: duplicate
-        keys, or data whose length is not the form's. ``nbytes``: each input's data length."""
+        keys, or data whose length is not the form's. ``nbytes``: each input's data length. ``views``: per input
+        ``(dtype, count, shape or None)``; with them the template also gets ``take``, which returns
+        ``(id, priority, deadline_us, period_us, sent_ns, inputs)`` (the five ``SLOT_KEYS`` values as ``match``
+        gives them, and each input as an ``np.frombuffer`` view of the frame, reshaped to its shape) or None: one
+        call where ``match`` and a loop over its offsets took several (the decoder's per-task path)."""
         try:
             spans = _slots(frame)
         except (ValueError, IndexError, UnicodeDecodeError):
@@ -191,7 +201,7 @@ class FrameTemplate:
                 tbytes.append(frame[start])
             segments.append((frame[pos:start], start - pos, kind, end - start if kind >= _DATA else 0))
             pos = end
-        return cls(tuple(segments), frame[pos:], form, tuple(tbytes))
+        return cls(tuple(segments), frame[pos:], form, tuple(tbytes), views)
 
 
 # template type byte -> (test on frame[p], inline decode, bytes consumed). ``_n<byte>`` is _compile's argument
@@ -202,11 +212,18 @@ _INLINE = {
 }
 
 
-def _compile(segments: tuple, tbytes: tuple) -> Any:
-    """``match(frame)`` for ``segments`` (the last one the tail), as straight-line code. ``tbytes``: the type byte
-    of each scalar slot in the template's own frame (None for data and the tail)."""
+def _compile(segments: tuple, tbytes: tuple, views: tuple | None = None) -> Any:
+    """``match(frame)`` for ``segments`` (the last one the tail), as straight-line code; with ``views`` (per input
+    ``(dtype, count, shape or None)``) ``take(frame)`` instead. ``tbytes``: the type byte of each scalar slot in the
+    template's own frame (None for data and the tail)."""
+    take = views is not None
     args = ["frame", "_scalar=scalar_at", "_BAD=BAD", *(f"_n{b}=_NUMBERS[{b}][0]" for b in _NUMBERS)]
-    body = ["values = [None, None, None, None, None]", "offsets = []", "startswith = frame.startswith", "p = 0"]
+    if take:
+        args.append("_fb=_frombuffer")
+        body = ["v0 = v1 = v2 = v3 = v4 = None"]
+    else:
+        body = ["values = [None, None, None, None, None]", "offsets = []"]
+    body += ["startswith = frame.startswith", "p = 0"]
     for i, (_, n, kind, size) in enumerate(segments):
         args.append(f"_F{i}=_segments[{i}][0]")
         if kind == -1:  # the tail: it ends the frame exactly
@@ -215,11 +232,13 @@ def _compile(segments: tuple, tbytes: tuple) -> Any:
         body.append(f"if not startswith(_F{i}, p): return None")
         body.append(f"p += {n}")
         if kind >= _DATA:
-            body.append("offsets.append(p)")
+            # take: the offset in a local, the view only once the whole frame matched (a short frame must be no
+            # match, not a frombuffer error)
+            body.append(f"o{kind - _DATA} = p" if take else "offsets.append(p)")
             body.append(f"p += {size}")
         else:
             # The template's own encoding of this slot, decoded inline: a producer keeps one (a float64
-            # deadline, a uint64 sent_ns); any other goes through scalar_at.
+            # deadline, a uint64 sent_ns, a short str id); any other goes through scalar_at.
             inline = _INLINE.get(tbytes[i]) if tbytes[i] is not None else None
             if inline is not None:
                 test, decode, step = inline
@@ -229,15 +248,38 @@ def _compile(segments: tuple, tbytes: tuple) -> Any:
                 body.append("else:")
                 body.append("    v, p = _scalar(frame, p)")
                 body.append("    if v is _BAD: return None")
+            elif take and tbytes[i] is not None and 0xA0 <= tbytes[i] <= 0xBF:  # fixstr, as scalar_at reads it
+                body.append("b = frame[p]")
+                body.append("if 0xA0 <= b <= 0xBF:")
+                body.append("    e = p + 1 + (b & 0x1F)")
+                body.append("    if e > len(frame): return None")
+                body.append("    v = frame[p + 1:e].decode()")
+                body.append("    p = e")
+                body.append("else:")
+                body.append("    v, p = _scalar(frame, p)")
+                body.append("    if v is _BAD: return None")
             else:
                 body.append("v, p = _scalar(frame, p)")
                 body.append("if v is _BAD: return None")
-            body.append(f"values[{kind}] = v")
-    body.append("return values, offsets")
-    src = (f"def match({', '.join(args)}):\n    try:\n"
+            body.append(f"v{kind} = v" if take else f"values[{kind}] = v")
+    if take:
+        made = []
+        for j, (_, count, shape) in enumerate(views):
+            args += [f"_D{j}=_views[{j}][0]", f"_C{j}={int(count)}"]
+            view = f"_fb(frame, _D{j}, _C{j}, o{j})"
+            if shape is not None:
+                args.append(f"_S{j}=_views[{j}][2]")
+                view += f".reshape(_S{j})"
+            made.append(view)
+        ret = f"    return v0, v1, v2, v3, v4, [{', '.join(made)}]\n"
+    else:
+        body.append("return values, offsets")
+        ret = ""
+    name = "take" if take else "match"
+    src = (f"def {name}({', '.join(args)}):\n    try:\n"
            + "".join(f"        {line}\n" for line in body)
-           + "    except (IndexError, _struct_error, UnicodeDecodeError):\n        return None\n")
+           + "    except (IndexError, _struct_error, UnicodeDecodeError):\n        return None\n" + ret)
     namespace = {"scalar_at": scalar_at, "BAD": BAD, "_segments": segments, "_struct_error": struct.error,
-                 "_NUMBERS": _NUMBERS}
+                 "_NUMBERS": _NUMBERS, "_views": views, "_frombuffer": _frombuffer}
     exec(compile(src, "<frame template>", "exec"), namespace)  # noqa: S102 - only ints and names in the source
-    return namespace["match"]
+    return namespace[name]

@@ -63,6 +63,49 @@ def test_mutated_frames_agree_with_the_full_validator(data):
     assert outcome(lambda: dec.decode(frame, 50, 4)) == want
 
 
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=SCALARS, how=st.sampled_from(["whole", "cut", "flip"]), at=st.integers(0, 40), byte=st.integers(0, 255))
+def test_a_str_id_template_reads_every_id_as_the_full_validator(value, how, at, byte):
+    """A template built from frames with a short str id decodes that slot inline (``take``'s fixstr path): any
+    other id, a frame cut or changed in or near the id, gets the full validator's answer all the same."""
+    dec = warmed(id="task-7")
+    frame = bytearray(msgpack.packb(base_task(9, id=value)))
+    if how == "cut":
+        del frame[at:]
+    elif how == "flip":
+        frame[at % len(frame)] = byte
+    frame = bytes(frame)
+    want = outcome(lambda: decode_task(frame, REGISTRY, LIMITS, 70, 5))
+    before = dec.templated
+    assert outcome(lambda: dec.decode(frame, 70, 5)) == want
+    if how == "whole" and type(value) is str and 0 < len(value.encode()) <= 31 and want[0] == "task":
+        assert dec.templated == before + 1  # a fixstr id: the template took it
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_take_is_match_plus_the_views(data):
+    """``take`` (the decoder's) and ``match`` with views made from its offsets: the same answer on every frame."""
+    tid = data.draw(st.one_of(st.integers(0, 2**40), st.text(min_size=1, max_size=40)))
+    dec = warmed(id=tid, period_us=100.0, sent_ns=12345)
+    tpl = dec.templates[0]
+    frame = bytearray(msgpack.packb(base_task(0, id=data.draw(SCALARS), period_us=100.0, sent_ns=12345)))
+    for _ in range(data.draw(st.integers(0, 2))):
+        frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        del frame[data.draw(st.integers(0, len(frame))):]
+    frame = bytes(frame)
+    took, matched = tpl.take(frame), tpl.match(frame)
+    assert (took is None) == (matched is None)
+    if matched is not None:
+        values, offsets = matched
+        assert [repr(v) for v in took[:5]] == [repr(v) for v in values]  # repr: NaN equals NaN, 1 is not 1.0
+        assert len(took[5]) == len(offsets) == 2
+        for view, off in zip(took[5], offsets, strict=True):
+            assert view.base is frame and view.shape == (64,) and view.dtype == np.float32
+            assert view.tobytes() == frame[off:off + 256]
+
+
 def test_inputs_are_views_of_the_frame_with_the_new_data():
     dec = warmed()
     before = dec.templated
