@@ -54,7 +54,8 @@ def run_config(devices: list[int], args, relays: int = 0) -> dict:
         trace_path = str(tdir / "engine.npy")
     cfg = ServerConfig(backend=args.backend, ingest=f"ipc://{tmp}/in", lanes=args.lanes, stats=f"ipc://{tmp}/stats",
                        batch_max=args.batch_max, ingest_workers=relays, cpu=args.engine_cpu, trace_path=trace_path,
-                       fanout_io_threads=args.fanout_io_threads, fanout=args.fanout, resident=args.resident)
+                       fanout_io_threads=args.fanout_io_threads, fanout=args.fanout, resident=args.resident,
+                       spin=args.spin)
     lg = LoadgenConfig(endpoint=cfg.ingest, mix=[MixEntry(kernel="vector_add", size=256)], rate_hz=args.rate,
                        duration_s=args.seconds, timeout_s=15.0, check_fraction=0.001, processes=args.processes,
                        collector=args.collector, drain_per_send=args.drain_per_send)
@@ -270,6 +271,8 @@ def main() -> int:
     ap.add_argument("--resident", action="store_true", help="engines with --resident: batches of up to 4096 elements "
                     "per input (16 rows of 1 KiB) go to a kernel resident on each lane, no launch per batch. Several "
                     "engines on one GPU need CUDA MPS for it (--mps)")
+    ap.add_argument("--spin", action="store_true", help="engines with --spin: each loop busy-polls its pinned CPU "
+                    "instead of sleeping in recv when idle (with cache warming, on by default with it)")
     ap.add_argument("--out", default="scaleout", help="result name under bench/results (default scaleout)")
     args = ap.parse_args()
     specs = [(spec, [int(d) for d in spec.partition("@")[0].split(",")], int(spec.partition("@")[2] or 0))
@@ -355,7 +358,7 @@ def _report(rows: dict, args, mps_on: bool) -> int:
                              f"{r['roundtrip_from_actual_send_us'].get('p99', float('nan')):.0f}"]))
     path = write_results(args.out, {"card": card_name(), "env": environment(), "rate_hz": args.rate,
                                       "seconds": args.seconds, "processes": args.processes, "batch_max": args.batch_max,
-                                      "collector": args.collector,
+                                      "collector": args.collector, "spin": args.spin,
                                       "fanout_io_threads": args.fanout_io_threads, "fanout": args.fanout,
                                       "warmup_s": args.warmup_s, "drain_per_send": args.drain_per_send, "mps": mps_on,
                                       "configs": rows},
