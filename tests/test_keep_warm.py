@@ -126,6 +126,7 @@ def test_the_spinning_loop_warms_in_idle_time_and_every_task_gets_its_result(ipc
         assert not pull.poll(100), "more results than tasks"
         assert server.warm_passes > 0
         assert server.decoder.templated <= 20  # warm passes are not counted as templated tasks
+    assert server.snapshot()["server"]["warm_passes"] == server.warm_passes  # in the stats answer
     assert set(got) == set(wants)
     for tid, res in got.items():
         assert res["status"] == "ok", res

@@ -1145,6 +1145,7 @@ class Server:
             "results_held_peak": self.router.backlog_peak,
             "queued": len(self.sched),
             "admission_probes": self.probes,
+            "warm_passes": self.warm_passes,  # cache warming's idle passes (keep_warm_us): 0 when it is off
             "in_flight": len(self._busy_lanes),
         }
         return snap
