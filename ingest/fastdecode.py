@@ -182,6 +182,19 @@ class TaskDecoder:
                 return tpl.form, scalars, inputs
         return None
 
+    def rehearse(self, frame: bytes, recv_ns: int) -> tuple | None:
+        """``match``'s work without its lasting effects (the ``templated`` count, the templates' order): the
+        server's cache warming runs it on a recent frame in idle time."""
+        templates = self._templates
+        first = templates[0] if templates else None
+        matched = self.match(frame, recv_ns)
+        if matched is not None:  # match counted it, and moved its template first: undo both
+            self.templated -= 1
+            if templates[0] is not first:
+                templates.remove(first)
+                templates.insert(0, first)
+        return matched
+
     @staticmethod
     def task(matched: tuple, recv_ns: int, seq: int) -> Task:
         """The Task of a ``match`` result."""

@@ -54,10 +54,11 @@ class ServerConfig:
     kernels_dirs: list[str] = field(default_factory=list)
     cache_dir: str | None = None
     spin: bool = False  # busy-poll sockets and events even when idle
-    # With spin: every this many µs of idle time the loop runs the last task's decode (template match and checks),
-    # its input copy into an idle lane's slot (nothing started) and its result's encode again, and discards them,
-    # so that a task arriving after idle finds that code and data in the CPU's caches (cache warming, as trading
-    # systems keep their order path warm). None: KEEP_WARM_DEFAULT_US with spin, off without; 0: off.
+    # With spin: every this many µs of idle time the loop runs a recent task's decode (template match and checks),
+    # its input copy into an idle lane's slot (nothing started) and its result's encode again, one form a pass in
+    # turn, and discards them, so that a task arriving after idle finds that code and data in the CPU's caches
+    # (cache warming, as trading systems keep their order path warm). None: KEEP_WARM_DEFAULT_US with spin, off
+    # without; 0: off.
     keep_warm_us: float | None = None
     # Small vector_add/saxpy tasks run on a kernel resident on each lane, fed through mapped host memory: no driver
     # call per task (zmqrt.backends.resident). Costs one SM per lane, polling host memory even when idle.

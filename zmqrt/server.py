@@ -109,6 +109,17 @@ class _Row(NamedTuple):
     recv_ns: int
 
 
+def _in_turn(entries: dict, n: int):
+    """Entry ``n`` (modulo their number) of ``entries``, or None when empty; trimmed to the newest
+    ``_WARM_FORMS_MAX`` once it holds twice that (templates and forms come and go)."""
+    if not entries:
+        return None
+    if len(entries) > 2 * _WARM_FORMS_MAX:
+        for key in list(entries)[:-_WARM_FORMS_MAX]:
+            del entries[key]
+    return list(entries.values())[n % len(entries)]
+
+
 def size_class(in_bytes: int) -> int:
     """Admission predicts service per kernel and power-of-two input size."""
     return in_bytes.bit_length()
@@ -958,20 +969,10 @@ class Server:
         that code and data in the CPU's caches. One form a pass, in turn, so that a pass stays short (a frame
         arriving meanwhile waits for it) and a mix of forms stays warm. Called only in idle loop passes."""
         n = self.warm_passes
-        frames = self._warm_frames
-        if frames:
-            if len(frames) > 2 * _WARM_FORMS_MAX:  # templates come and go: keep the newest entries
-                for key in list(frames)[:-_WARM_FORMS_MAX]:
-                    del frames[key]
-            frame = list(frames.values())[n % len(frames)]
-            templates = self.decoder.templates
-            first = templates[0] if templates else None
-            matched = self._match(frame, 0)
-            if templates and templates[0] is not first:  # the match moved its template first: put the order back
-                templates.remove(first)
-                templates.insert(0, first)
+        frame = _in_turn(self._warm_frames, n)
+        if frame is not None:
+            matched = self.decoder.rehearse(frame, 0)
             if matched is not None:
-                self.decoder.templated -= 1  # a warm-up, not a task: the diagnostic counts tasks
                 rec, _, inputs = matched
                 form = rec[0]
                 self.predictor.predict_ns(rec[1], size_class(form.in_bytes))
@@ -982,12 +983,9 @@ class Server:
                     except Exception:  # noqa: BLE001 - a warm-up must never stop the loop: turn it off instead
                         log.exception("cache warming failed; keep_warm_us is off from now on")
                         self._warm_ns = 0
-        results = self._warm_results
-        if results:
-            if len(results) > 2 * _WARM_FORMS_MAX:
-                for key in list(results)[:-_WARM_FORMS_MAX]:
-                    del results[key]
-            encoder, outputs, task_id = list(results.values())[n % len(results)]
+        result = _in_turn(self._warm_results, n)
+        if result is not None:
+            encoder, outputs, task_id = result
             encoder.encode(task_id, outputs, False, 0.0, 0.0)
         self.warm_passes = n + 1
 
