@@ -140,7 +140,8 @@ def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
                        spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
                        cpu=cpus["loop"] if cpus and not getattr(args, "free_loop", False) else None,
                        fifo_priority=args.fifo_priority,
-                       resident=args.resident, keep_warm_us=args.keep_warm_us if spin else None)
+                       resident=args.resident, idle_poll_us=args.idle_poll_us,
+                       keep_warm_us=args.keep_warm_us if spin or args.idle_poll_us != 0 else None)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
     try:
@@ -233,8 +234,11 @@ def main() -> None:
                     "the kernel's RT throttling stops it for 50 ms a second: use it with blocking")
     ap.add_argument("--resident", action="store_true", help="run zmqrt with --resident (small vector_add on a "
                     "kernel resident on each lane)")
-    ap.add_argument("--keep-warm-us", type=float, metavar="US", help="spin mode: server --keep-warm-us (cache "
-                    "warming in idle time; default: the server's, 0: off)")
+    ap.add_argument("--idle-poll-us", type=float, metavar="US", help="block mode: server --idle-poll-us (the loop "
+                    "polls this long after its last work before it sleeps in recv; default: the server's, 200; 0: "
+                    "sleep at once, as before session 22)")
+    ap.add_argument("--keep-warm-us", type=float, metavar="US", help="server --keep-warm-us (cache warming while "
+                    "the loop polls idle; default: the server's, 0: off)")
     ap.add_argument("--no-stats", action="store_true", help="run zmqrt without its stats endpoint (A/B: the loop "
                     "checks that socket once a millisecond)")
     ap.add_argument("--dump", metavar="DIR", help="with --trace: save zmqrt's raw loop trace and the producer's "
@@ -254,7 +258,9 @@ def main() -> None:
     results: dict = {"card": card_name(), "env": environment(), "n": args.n, "rate_hz": args.rate,
                      "cpus": {k: sorted(v) if isinstance(v, set) else v for k, v in (args.plan or {}).items()},
                      "loop_pinned": bool(args.plan) and not args.free_loop,
-                     "payload": "vector_add 2 x 256 float32 in, 256 out, ipc", "paths": {}}
+                     "payload": "vector_add 2 x 256 float32 in, 256 out, ipc", "paths": {},
+                     "zmqrt_options": {"resident": args.resident, "idle_poll_us": args.idle_poll_us,
+                                       "keep_warm_us": args.keep_warm_us}}
     total = args.n + args.warm
     for mode in args.modes.split(","):
         spin = mode == "spin"

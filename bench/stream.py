@@ -57,7 +57,9 @@ def main() -> None:
                     "(default: the server's, 1: admission predicts mean + 1 mean absolute deviation of the service)")
     ap.add_argument("--resident", action="store_true", help="server --resident (small vector_add on resident lanes)")
     ap.add_argument("--warm-seconds", type=float, default=1.0)
-    ap.add_argument("--keep-warm-us", type=float, metavar="US", help="with --spin: server --keep-warm-us (cache "
+    ap.add_argument("--idle-poll-us", type=float, metavar="US", help="without --spin: server --idle-poll-us "
+                    "(default: the server's, 200; 0: sleep at once)")
+    ap.add_argument("--keep-warm-us", type=float, metavar="US", help="server --keep-warm-us (cache "
                     "warming in idle time; default: the server's, 0: off)")
     ap.add_argument("--batch-max", type=int, default=1, help="server --batch-max (default 1: off, as the server)")
     ap.add_argument("--out", default="stream", help="result name under bench/results (default stream)")
@@ -87,7 +89,8 @@ def main() -> None:
                        spin=args.spin, cpu=cpus["loop"] if cpus else None, batch_max=args.batch_max,
                        fifo_priority=args.fifo_priority,
                        **({} if args.admission_margin is None else {"admission_margin": args.admission_margin}),
-                       resident=args.resident, keep_warm_us=args.keep_warm_us if args.spin else None,
+                       resident=args.resident, idle_poll_us=args.idle_poll_us,
+                       keep_warm_us=args.keep_warm_us if args.spin or args.idle_poll_us != 0 else None,
                        trace_path=f"{tmp}/trace.npy" if args.dump else None)
     with spawn_on(cpus["server"] if cpus else None):
         proc = start_server(cfg)
@@ -120,7 +123,8 @@ def main() -> None:
         if not np.allclose(r.outputs[0], want, rtol=rtol, atol=atol):
             wrong += 1
     out: dict = {"card": card_name(), "env": environment(), "rate_hz": args.rate, "seconds": args.seconds,
-                 "policy": args.policy, "lanes": args.lanes, "spin": args.spin, "batch_max": args.batch_max,
+                 "policy": args.policy, "lanes": args.lanes, "spin": args.spin, "idle_poll_us": args.idle_poll_us,
+                 "batch_max": args.batch_max,
                  "cpus": cpus and {k: sorted(v) if isinstance(v, set) else v for k, v in cpus.items()},
                  "server_exit_code": code,
                  "wrong_outputs": wrong, "by_kernel": {}}

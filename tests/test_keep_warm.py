@@ -160,21 +160,27 @@ def test_a_failing_warm_pass_turns_warming_off_and_tasks_still_run(ipc_endpoint,
     assert "cache warming failed" in caplog.text
 
 
-def test_keep_warm_defaults_to_on_with_spin_only():
+def test_keep_warm_defaults_to_on_where_the_loop_polls_idle():
     from zmqrt.config import KEEP_WARM_DEFAULT_US, keep_warm_us
 
     assert keep_warm_us(ServerConfig(spin=True)) == KEEP_WARM_DEFAULT_US > 0
-    assert keep_warm_us(ServerConfig()) == 0
+    assert keep_warm_us(ServerConfig()) == KEEP_WARM_DEFAULT_US  # the default idle poll
+    assert keep_warm_us(ServerConfig(idle_poll_us=0.0)) == 0  # sleeps at once: no idle time to warm in
+    assert keep_warm_us(ServerConfig(fifo_priority=10)) == 0  # no idle poll by default under SCHED_FIFO
     assert keep_warm_us(ServerConfig(spin=True, keep_warm_us=0.0)) == 0
     assert keep_warm_us(ServerConfig(spin=True, keep_warm_us=7.5)) == 7.5
 
 
-def test_keep_warm_needs_spin_and_a_finite_interval():
-    with pytest.raises(ValueError, match="needs spin"):
-        validate(ServerConfig(keep_warm_us=20.0))
+def test_keep_warm_needs_an_idle_poll_and_a_finite_interval():
+    with pytest.raises(ValueError, match="polls when idle"):
+        validate(ServerConfig(keep_warm_us=20.0, idle_poll_us=0.0))
+    with pytest.raises(ValueError, match="polls when idle"):
+        validate(ServerConfig(keep_warm_us=20.0, fifo_priority=10))
     with pytest.raises(ValueError, match="keep_warm_us"):
         validate(ServerConfig(spin=True, keep_warm_us=float("inf")))
     validate(ServerConfig(spin=True, keep_warm_us=20.0))
+    validate(ServerConfig(keep_warm_us=20.0))
+    validate(ServerConfig(keep_warm_us=20.0, fifo_priority=10, idle_poll_us=50.0))
     assert Server.__dict__["_warm"].__doc__  # documented
 
 

@@ -51,10 +51,14 @@ def _add_serve(sub) -> None:
                    "~/.cache/zmqrt)")
     p.add_argument("--spin", action="store_true", default=None, help="busy-poll even when idle (lowest latency, "
                    "burns a core)")
-    p.add_argument("--keep-warm-us", type=float, metavar="US", help="with --spin: every US µs of idle time, run "
-                   "the last task's decode, its input copy into an idle lane (nothing started) and its result's "
-                   "encode again and discard them, so that a task arriving after idle finds that code and data in "
-                   "the CPU's caches (default 20 with --spin; 0: off)")
+    p.add_argument("--idle-poll-us", type=float, metavar="US", help="without --spin: keep polling US µs after "
+                   "the last piece of work before sleeping in recv, so that at a steady rate of a few kHz a task "
+                   "finds the loop awake and warm while an idle server still sleeps (default 200, or 0 with "
+                   "--fifo-priority; 0: sleep at once)")
+    p.add_argument("--keep-warm-us", type=float, metavar="US", help="while the loop polls idle (--spin, or the "
+                   "idle poll): every US µs, run the last task's decode, its input copy into an idle lane (nothing "
+                   "started) and its result's encode again and discard them, so that a task arriving after idle "
+                   "finds that code and data in the CPU's caches (default 20; 0: off)")
     p.add_argument("--resident", action="store_true", default=None, help="serve small vector_add and saxpy tasks "
                    "(up to 4096 elements, untimed) from a kernel resident on each lane, fed through mapped host "
                    "memory: no driver call per task (service p50 39.7 -> 31.0 µs on an H200 host), at the cost of "
@@ -138,7 +142,7 @@ def cmd_serve(args) -> int:
     overrides = {k: getattr(args, k) for k in (
         "backend", "device", "ingest", "results", "stats", "metrics_port", "policy", "lanes", "max_task_bytes",
         "priority_levels", "queue_capacity", "admission", "admission_margin", "expire", "cache_dir", "spin",
-        "keep_warm_us", "stage_timing_every", "stage_timing_gap_ms",
+        "idle_poll_us", "keep_warm_us", "stage_timing_every", "stage_timing_gap_ms",
         "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path",
         "batch_max", "bulk", "resident", "ingest_workers", "fanout_io_threads", "fanout")}
     overrides["kernels_dirs"] = args.kernels_dir

@@ -21,6 +21,11 @@ except ModuleNotFoundError:  # pragma: no cover - 3.10
 # Cache warming's interval with --spin and no setting (bench/NOTES.md 36: at 10 kHz on the H200 host the per-task
 # path's decode fell from 13.8 to 7.3 µs p50).
 KEEP_WARM_DEFAULT_US = 20.0
+# Without spin, the loop polls this long after its last piece of work before it sleeps in recv, as Seastar's reactor
+# does (its --idle-poll-time-us, default 200): at a steady rate of a few kHz or more the loop is awake, and with cache
+# warming warm, when the next task comes, and an idle server still sleeps. On the H200 host a task that woke the
+# loop from recv cost 2 to 13 µs more service than one that found it spinning (bench/NOTES.md 36 and 37).
+IDLE_POLL_DEFAULT_US = 200.0
 
 
 def default_ipc_dir() -> Path:
@@ -54,11 +59,15 @@ class ServerConfig:
     kernels_dirs: list[str] = field(default_factory=list)
     cache_dir: str | None = None
     spin: bool = False  # busy-poll sockets and events even when idle
-    # With spin: every this many µs of idle time the loop runs a recent task's decode (template match and checks),
-    # its input copy into an idle lane's slot (nothing started) and its result's encode again, one form a pass in
-    # turn, and discards them, so that a task arriving after idle finds that code and data in the CPU's caches
-    # (cache warming, as trading systems keep their order path warm). None: KEEP_WARM_DEFAULT_US with spin, off
-    # without; 0: off.
+    # Without spin: µs the loop keeps polling after its last piece of work before it sleeps in recv. None:
+    # IDLE_POLL_DEFAULT_US, or 0 with fifo_priority (the kernel throttles a SCHED_FIFO thread that runs 950 ms of a
+    # second, which a loop polling between steady tasks would); 0: sleep at once.
+    idle_poll_us: float | None = None
+    # While the loop polls (spin, or idle_poll_us after work): every this many µs of idle time it runs a recent
+    # task's decode (template match and checks), its input copy into an idle lane's slot (nothing started) and its
+    # result's encode again, one form a pass in turn, and discards them, so that a task arriving after idle finds
+    # that code and data in the CPU's caches (cache warming, as trading systems keep their order path warm). None:
+    # KEEP_WARM_DEFAULT_US where the loop polls when idle (spin, or idle_poll_us > 0), else off; 0: off.
     keep_warm_us: float | None = None
     # Small vector_add/saxpy tasks run on a kernel resident on each lane, fed through mapped host memory: no driver
     # call per task (zmqrt.backends.resident). Costs one SM per lane, polling host memory even when idle.
@@ -148,11 +157,22 @@ def build_config(file: str | Path | None = None, **overrides: Any) -> ServerConf
     return cfg
 
 
+def idle_poll_us(cfg: ServerConfig) -> float:
+    """How long the loop polls after its last piece of work before it sleeps: inf with spin (it never sleeps), else
+    the setting, or with none IDLE_POLL_DEFAULT_US (0 with fifo_priority)."""
+    if cfg.spin:
+        return float("inf")
+    if cfg.idle_poll_us is not None:
+        return cfg.idle_poll_us
+    return 0.0 if cfg.fifo_priority else IDLE_POLL_DEFAULT_US
+
+
 def keep_warm_us(cfg: ServerConfig) -> float:
-    """The cache-warming interval in effect: the setting, or with none KEEP_WARM_DEFAULT_US when spinning."""
+    """The cache-warming interval in effect: the setting, or with none KEEP_WARM_DEFAULT_US where the loop polls
+    when idle (spin, or an idle poll), else 0."""
     if cfg.keep_warm_us is not None:
         return cfg.keep_warm_us
-    return KEEP_WARM_DEFAULT_US if cfg.spin else 0.0
+    return KEEP_WARM_DEFAULT_US if idle_poll_us(cfg) > 0 else 0.0
 
 
 def validate(cfg: ServerConfig) -> None:
@@ -181,8 +201,12 @@ def validate(cfg: ServerConfig) -> None:
     if cfg.keep_warm_us is not None:
         if not 0 <= cfg.keep_warm_us < float("inf"):
             raise ValueError(f"keep_warm_us must be a finite number >= 0 (0: off), not {cfg.keep_warm_us}")
-        if cfg.keep_warm_us and not cfg.spin:
-            raise ValueError("keep_warm_us needs spin: a blocking loop sleeps when idle, with nothing to keep warm")
+    if cfg.idle_poll_us is not None and not 0 <= cfg.idle_poll_us < float("inf"):
+        raise ValueError(f"idle_poll_us must be a finite number >= 0 (0: sleep at once; spin: never sleep), not "
+                         f"{cfg.idle_poll_us}")
+    if cfg.keep_warm_us and not idle_poll_us(cfg):
+        raise ValueError("keep_warm_us needs a loop that polls when idle (spin, or idle_poll_us > 0): one that sleeps "
+                         "at once has no idle time to warm in")
     if cfg.stage_timing_every < 0:
         raise ValueError(f"stage_timing_every must be >= 0, not {cfg.stage_timing_every}")
     if not 0 <= cfg.stage_timing_gap_ms < float("inf"):

@@ -5,7 +5,8 @@ policy's per-priority queues, dispatches to idle lanes, polls lanes for completi
 its task's ``reply_to``. One thread does all of it, so there is no lock and no GIL hand-off on the task path.
 
 While any task is in flight the loop spins (GPU tasks finish in microseconds; a sleep costs about 10 µs p50
-and 50 µs p99 on wake-up). When nothing is queued or in flight it blocks in ``zmq.Poller`` unless ``spin``.
+and 50 µs p99 on wake-up). When nothing is queued or in flight it polls on for ``idle_poll_us`` (200 µs by default)
+and then sleeps in the ingest socket's recv, unless ``spin``, which never sleeps.
 
 Exactly one result for every task whose id can be read: rejections at decode, duplicates, admission
 refusals, expiry at dispatch, faults and shutdown all end in ``_reply``. Frames without a readable id are
@@ -36,7 +37,7 @@ from ingest.results import ResultRouter
 from .backends import Backend, make_backend
 from .backends.base import rows_like
 from .compiler import KernelCache
-from .config import ServerConfig, keep_warm_us
+from .config import ServerConfig, idle_poll_us, keep_warm_us
 from .cuda import CudaError
 from .errors import Code, TaskError
 from .kernels.registry import KernelRegistry, load_registry
@@ -213,8 +214,8 @@ class Server:
         self._last_timed = -cfg.stage_timing_every
         self._last_timed_ns = -(1 << 62)
         self.results_sent = 0
-        # Cache warming (keep_warm_us, spin only): per byte template the last frame it matched, and per task form
-        # the last result's (encoder, outputs, id), run again in idle time, one form a pass in turn.
+        # Cache warming (keep_warm_us, while the loop polls idle): per byte template the last frame it matched, and
+        # per task form the last result's (encoder, outputs, id), run again in idle time, one form a pass in turn.
         self._warm_ns = int(keep_warm_us(cfg) * 1000)
         self._warm_frames: dict[int, bytes] = {}
         self._warm_results: dict[int, tuple] = {}
@@ -276,6 +277,7 @@ class Server:
             f"{f'http://127.0.0.1:{self.metrics.port}/metrics' if self.metrics else 'off'}",
             f"policy: {self.cfg.policy}, lanes: {self.backend.lanes}, max task: {self.cfg.max_task_bytes} bytes, "
             f"admission: {self.cfg.admission}, expire: {self.cfg.expire}, spin: {self.cfg.spin}, "
+            f"idle poll: {idle_poll_us(self.cfg):g} µs, cache warming: every {keep_warm_us(self.cfg):g} µs, "
             f"resident: {self.cfg.resident}",
         ]
 
@@ -1217,6 +1219,9 @@ class Server:
         NOBLOCK = int(zmq.NOBLOCK)
         router = self.router
         warm_ns, next_warm_ns = self._warm_ns, 0
+        # Without spin: poll this long after the last piece of work before sleeping (idle_poll_us; inf with spin).
+        poll_ns = idle_poll_us(self.cfg) * 1000
+        active_ns = 0  # when the loop last had work: a frame read, a lane busy, a task queued
         while not self._stop.is_set():
             # One frame per pass while a lane is free, then completions, then dispatch: a task read while a lane
             # is free starts at once. Reading a batch of 64 first made a burst wait for all 64 decodes (~0.5 ms)
@@ -1267,6 +1272,8 @@ class Server:
             if self._free_lanes and (len(self.sched) or self._pending_bulk is not None):
                 self._dispatch_free()
             now = time.monotonic_ns()
+            if progressed or self._busy_lanes or len(self.sched):
+                active_ns = now
             if now >= next_housekeeping_ns:
                 next_housekeeping_ns = now + 1_000_000
                 if (self._books or self._bulk_hist) and self.monitor.due(now):
@@ -1290,24 +1297,25 @@ class Server:
                 young, middle, _ = gc_count()
                 if young > _GC_IDLE_THRESHOLD:
                     gc_collect(1 if middle > 10 else 0)
-                if warm_ns and now >= next_warm_ns:
-                    self._warm()
-                    warm_ns = self._warm_ns  # 0 once a warm pass failed
-                    next_warm_ns = monotonic_ns() + warm_ns
+                if now - active_ns < poll_ns:  # polling (always with spin: inf); warm when due
+                    if warm_ns and now >= next_warm_ns:
+                        self._warm()
+                        warm_ns = self._warm_ns  # 0 once a warm pass failed
+                        next_warm_ns = monotonic_ns() + warm_ns
                     continue
-                if not spin:
-                    if wait_in_recv and not router.backlog:
-                        # Wait in recv itself, as the prototype does: the frame is in hand when the loop wakes. A
-                        # poll, then a loop pass, then the recv cost the round trip about 18 µs more than the
-                        # prototype's at equal service time in block mode (bench/NOTES.md 27).
-                        try:
-                            frame = recv()  # RCVTIMEO: idle_timeout_ms
-                        except zmq.Again:
-                            continue
-                        receiver.frames += 1
-                        accept(frame)
+                # The idle poll is over (block mode): sleep until a frame comes or the idle timeout.
+                if wait_in_recv and not router.backlog:
+                    # Wait in recv itself, as the prototype does: the frame is in hand when the loop wakes. A
+                    # poll, then a loop pass, then the recv cost the round trip about 18 µs more than the
+                    # prototype's at equal service time in block mode (bench/NOTES.md 27).
+                    try:
+                        frame = recv()  # RCVTIMEO: idle_timeout_ms
+                    except zmq.Again:
                         continue
-                    poller.poll(1 if router.backlog else idle_timeout_ms)
+                    receiver.frames += 1
+                    accept(frame)
+                    continue
+                poller.poll(1 if router.backlog else idle_timeout_ms)
         gc.enable()
         self._shutdown()
 
