@@ -99,3 +99,89 @@ def test_undecodable_frames_are_rejected_alike_and_the_decoder_recovers(junk, cu
         assert outcome(lambda f=frame: dec.decode(f, 0, 1)) == outcome(lambda f=frame: decode_task(f, REGISTRY,
                                                                                                     LIMITS, 0, 1))
         assert outcome(lambda: dec.decode(good, 5, 2)) == outcome(lambda: decode_task(good, REGISTRY, LIMITS, 5, 2))
+
+
+def _counting(dec: TaskDecoder) -> dict:
+    """Wrap each of the decoder's templates' ``take`` with a call counter: template -> calls."""
+    calls: dict = {}
+    for tpl in dec.templates:
+        inner = tpl.take
+        calls[tpl] = 0
+
+        def take(frame, _inner=inner, _tpl=tpl):
+            calls[_tpl] += 1
+            return _inner(frame)
+
+        tpl.take = take
+    return calls
+
+
+def _mix_frames(rng, n: int) -> list[bytes]:
+    """Frames of three forms in turn, as the 10 kHz stream sends them (str ids, one reply endpoint)."""
+    out = []
+    for i in range(n):
+        kernel, shape, dtype = (("vector_add", [256], "float32"), ("matmul", [16, 16], "float32"),
+                                ("fft", [128], "complex64"))[i % 3]
+        arr = rng.standard_normal(int(np.prod(shape))).astype(np.float32)
+        if dtype == "complex64":
+            arr = (arr + 1j * arr).astype(np.complex64)
+        msg = {"id": f"s-{i}", "kernel": kernel, "reply_to": "ipc:///tmp/zmqrt-test-reply",
+               "inputs": [{"dtype": dtype, "shape": shape, "data": arr.reshape(shape).tobytes()}]
+               * (1 if kernel == "fft" else 2), "priority": 0, "deadline_us": 75.0}
+        out.append(msgpack.packb(msg))
+    return out
+
+
+def test_a_mix_of_forms_tries_one_template_per_frame():
+    """With several forms in turn, each frame goes first to the template that last matched a frame of its length,
+    instead of the most recent template (another form's, in a mix): one ``take`` per frame once each length was
+    seen, and every frame still decodes as the full validator does."""
+    rng = np.random.default_rng(1)
+    frames = _mix_frames(rng, 60)
+    dec = TaskDecoder(REGISTRY, LIMITS)
+    for i, frame in enumerate(frames[:30]):
+        dec.decode(frame, 1000, i)
+    assert len(dec.templates) == 3
+    calls = _counting(dec)
+    for i, frame in enumerate(frames[30:]):
+        assert outcome(lambda f=frame, s=i: dec.decode(f, 1000, s)) == \
+            outcome(lambda f=frame, s=i: decode_task(f, REGISTRY, LIMITS, 1000, s))
+    assert sum(calls.values()) == 30  # one try per frame; the most-recent-first scan alone took two in three
+    assert all(c == 10 for c in calls.values())
+
+
+def test_a_frame_of_another_form_with_a_hinted_length_still_decodes_exactly():
+    """Two forms whose frames have the same length (shape [256] against [16, 16], the id two bytes longer): the
+    length hint names the other form's template half the time, its byte comparison fails, and the scan finds the
+    right one. Each frame decodes to its own form's shape and data."""
+    rng = np.random.default_rng(2)
+    dec = TaskDecoder(REGISTRY, LIMITS)
+    frames, want = [], []
+    for i in range(40):
+        a, b = rng.standard_normal((2, 256), dtype=np.float32)
+        shape, tid = ([256], f"a{i:04d}") if i % 2 else ([16, 16], f"a{i:06d}")
+        frames.append(msgpack.packb({"id": tid, "kernel": "vector_add", "reply_to": "ipc:///tmp/zmqrt-test-reply",
+                                     "inputs": [{"dtype": "float32", "shape": shape, "data": x.tobytes()}
+                                                for x in (a, b)]}))
+        want.append((tuple(shape), a.reshape(shape)))
+    assert len({len(f) for f in frames}) == 1  # one length for both forms
+    for i, (frame, (shape, a)) in enumerate(zip(frames, want, strict=True)):
+        task = dec.decode(frame, 1000, i)
+        assert task.inputs[0].shape == shape
+        np.testing.assert_array_equal(task.inputs[0], a)
+        assert outcome(lambda f=frame, s=i: dec.decode(f, 1000, s)) == \
+            outcome(lambda f=frame, s=i: decode_task(f, REGISTRY, LIMITS, 1000, s))
+    assert dec.templated > 20  # the later frames matched templates (through the scan when the hint missed)
+
+
+def test_length_hints_never_keep_an_evicted_template():
+    """More forms than the decoder keeps templates for: every hint names a template still kept."""
+    rng = np.random.default_rng(3)
+    dec = TaskDecoder(REGISTRY, LIMITS)
+    for i in range(200):
+        n = 8 + 4 * (i % 20)  # twenty forms, in turn
+        a = rng.standard_normal(n).astype(np.float32)
+        frame = msgpack.packb({"id": i, "kernel": "vector_add", "reply_to": "ipc:///tmp/zmqrt-test-reply",
+                               "inputs": [{"dtype": "float32", "shape": [n], "data": a.tobytes()}] * 2})
+        dec.decode(frame, 1000, i)
+        assert set(dec._by_length.values()) <= set(dec.templates)
