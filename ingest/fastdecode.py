@@ -112,9 +112,10 @@ class TaskDecoder:
         self._templates: list[FrameTemplate] = []  # most recently matched first
         # Frame length -> the template that last matched a frame of that length, tried before the others. A mix of
         # forms (the 10 kHz stream: vector_add, matmul, fft in turn) otherwise tries the other forms' templates
-        # first on every frame: 7.5 against 5.2 µs per vector_add match on the dev VM, and the stream's traced
-        # decode stage was 13.5 µs on the H200 host against 6.7 for one form (bench/NOTES.md 37). A frame of
-        # another form that happens to have that length fails the hint's byte comparison and takes the scan.
+        # first on every frame: a vector_add match in that mix took 1.4 times as long as alone on the dev VM, and
+        # as long with the hint (bench/NOTES.md 37; on the H200 host's stream no effect showed beyond its drift).
+        # A frame of another form that happens to have that length fails the hint's byte comparison and takes the
+        # scan.
         self._by_length: dict[int, FrameTemplate] = {}
         self.templated = 0  # tasks decoded from a byte template (diagnostics)
 

@@ -23,8 +23,9 @@ except ModuleNotFoundError:  # pragma: no cover - 3.10
 KEEP_WARM_DEFAULT_US = 20.0
 # Without spin, the loop polls this long after its last piece of work before it sleeps in recv, as Seastar's reactor
 # does (its --idle-poll-time-us, default 200): at a steady rate of a few kHz or more the loop is awake, and with cache
-# warming warm, when the next task comes, and an idle server still sleeps. On the H200 host a task that woke the
-# loop from recv cost 2 to 13 µs more service than one that found it spinning (bench/NOTES.md 36 and 37).
+# warming warm, when the next task comes, and an idle server still sleeps. On the H200 host at 10 kHz, receipt to
+# sent over the resident prototype's server side was 1.35x, 1.44x and 1.42x at p50 with a loop that slept at once,
+# 1.02x, 1.33x and 1.05x with the poll, alternating (bench/NOTES.md 37).
 IDLE_POLL_DEFAULT_US = 200.0
 
 
