@@ -71,6 +71,15 @@ def ipc_endpoint() -> Iterator[Callable[[], str]]:
 
 
 @pytest.fixture
+def producer(ipc_endpoint, zmq_ctx) -> tuple[str, zmq.Socket, zmq.Socket, str]:
+    """A producer's sockets for a server under test: ``(ingest endpoint for the server, PUSH to connect to it once
+    the server binds, PULL bound for the results, its reply_to endpoint)``."""
+    pull = zmq_ctx.socket(zmq.PULL)
+    pull.bind(ipc_endpoint())
+    return ipc_endpoint(), zmq_ctx.socket(zmq.PUSH), pull, pull.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+@pytest.fixture
 def tcp_endpoint() -> Callable[[], str]:
     return lambda: "tcp://127.0.0.1:*"
 

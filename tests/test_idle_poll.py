@@ -10,7 +10,6 @@ import time
 import msgpack
 import numpy as np
 import pytest
-import zmq
 
 from ingest.protocol import encode_task
 from tests.server_support import running_server
@@ -48,15 +47,11 @@ def _one_task(push, pull, reply_to: str, i: int, rng) -> None:
     np.testing.assert_array_equal(np.frombuffer(res["outputs"][0]["data"], np.float32), a + b)
 
 
-def test_the_loop_polls_and_warms_for_the_idle_poll_then_sleeps(ipc_endpoint, zmq_ctx):
+def test_the_loop_polls_and_warms_for_the_idle_poll_then_sleeps(producer):
     """A 300 ms idle poll with a warm pass every ms: right after a task the loop keeps warming (the count grows),
     and once the poll is over it sleeps (the count stays put)."""
     rng = np.random.default_rng()
-    pull = zmq_ctx.socket(zmq.PULL)
-    pull.bind(ipc_endpoint())
-    reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
-    ingest = ipc_endpoint()
-    push = zmq_ctx.socket(zmq.PUSH)
+    ingest, push, pull, reply_to = producer
     with running_server(ingest, idle_poll_us=300_000.0, keep_warm_us=1000.0, stage_timing_every=0) as server:
         push.connect(ingest)
         for i in range(3):  # the first frames build the template the warm pass runs
@@ -75,13 +70,9 @@ def test_the_loop_polls_and_warms_for_the_idle_poll_then_sleeps(ipc_endpoint, zm
         assert server.warm_passes > asleep, "no idle poll after the next task"
 
 
-def test_without_an_idle_poll_the_loop_sleeps_at_once(ipc_endpoint, zmq_ctx):
+def test_without_an_idle_poll_the_loop_sleeps_at_once(producer):
     rng = np.random.default_rng()
-    pull = zmq_ctx.socket(zmq.PULL)
-    pull.bind(ipc_endpoint())
-    reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
-    ingest = ipc_endpoint()
-    push = zmq_ctx.socket(zmq.PUSH)
+    ingest, push, pull, reply_to = producer
     with running_server(ingest, idle_poll_us=0.0, stage_timing_every=0) as server:
         push.connect(ingest)
         for i in range(3):

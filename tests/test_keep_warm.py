@@ -102,13 +102,9 @@ def test_a_warm_pass_sends_counts_and_admits_nothing(in_process):
     np.testing.assert_array_equal(np.frombuffer(res["outputs"][0]["data"], np.float32), want)
 
 
-def test_the_spinning_loop_warms_in_idle_time_and_every_task_gets_its_result(ipc_endpoint, zmq_ctx):
+def test_the_spinning_loop_warms_in_idle_time_and_every_task_gets_its_result(producer):
     rng = np.random.default_rng()
-    pull = zmq_ctx.socket(zmq.PULL)
-    pull.bind(ipc_endpoint())
-    reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
-    ingest = ipc_endpoint()
-    push = zmq_ctx.socket(zmq.PUSH)
+    ingest, push, pull, reply_to = producer
     with running_server(ingest, spin=True, keep_warm_us=20.0, stage_timing_every=0,
                         backend_instance=Untimed(load_registry(), lanes=2)) as server:
         push.connect(ingest)
@@ -133,14 +129,10 @@ def test_the_spinning_loop_warms_in_idle_time_and_every_task_gets_its_result(ipc
         np.testing.assert_array_equal(np.frombuffer(res["outputs"][0]["data"], np.float32), wants[tid])
 
 
-def test_a_failing_warm_pass_turns_warming_off_and_tasks_still_run(ipc_endpoint, zmq_ctx, caplog):
+def test_a_failing_warm_pass_turns_warming_off_and_tasks_still_run(producer, caplog):
     rng = np.random.default_rng()
-    pull = zmq_ctx.socket(zmq.PULL)
-    pull.bind(ipc_endpoint())
-    reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    ingest, push, pull, reply_to = producer
     backend = Untimed(load_registry(), lanes=2)
-    ingest = ipc_endpoint()
-    push = zmq_ctx.socket(zmq.PUSH)
     with running_server(ingest, spin=True, keep_warm_us=5.0, stage_timing_every=0, backend_instance=backend) as srv:
         backend.server = srv
         backend.fail_warm = True
