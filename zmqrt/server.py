@@ -219,12 +219,6 @@ class Server:
         self._warm_ns = int(keep_warm_us(cfg) * 1000)
         self._warm_frames: dict[int, bytes] = {}
         self._warm_results: dict[int, tuple] = {}
-        # Which template followed which: a warm pass warms the form expected next (the one that followed the last
-        # task's form the last time), not merely the next in turn. In the 10 kHz stream (vector_add, matmul, fft
-        # in turn) warming in turn left each form cold two passes in three, and a vector_add's decode took 12 to
-        # 15 µs in that mix against 6.7 alone (bench/NOTES.md 37).
-        self._warm_after: dict[int | None, int] = {}
-        self._warm_last: int | None = None
         self.warm_passes = 0
         self._stop = threading.Event()
         self._accepting = True
@@ -307,11 +301,10 @@ class Server:
         self._seq += 1
         matched = self._match(frame, recv_ns)
         if matched is not None:
-            started = (self._free_lanes and self._accepting and not len(self.sched)
-                       and self._start_matched(matched, recv_ns))
-            if self._warm_ns:  # after the start: while the GPU works
-                self._note_warm(matched[0], frame)
-            if started:
+            if self._warm_ns:
+                self._warm_frames[id(matched[0])] = frame  # the template's record: one entry per template
+            if (self._free_lanes and self._accepting and not len(self.sched)
+                    and self._start_matched(matched, recv_ns)):
                 return
         try:
             task = (self._task_of(matched, recv_ns, self._seq) if matched is not None else
@@ -361,17 +354,6 @@ class Server:
             self._admitted(task.kernel, task.size_class, key)
         if trace is not None:
             trace.buf[task.trace_row + ADMITTED] = time.monotonic_ns()
-
-    def _note_warm(self, rec: tuple, frame: bytes) -> None:
-        """Cache warming's record of a matched frame: its template's last frame, and which template followed
-        which (the form a warm pass expects next)."""
-        key = id(rec)  # the template's record: one entry per template
-        self._warm_frames[key] = frame
-        after = self._warm_after
-        if len(after) > 2 * _WARM_FORMS_MAX:  # templates come and go
-            after.clear()
-        after[self._warm_last] = key
-        self._warm_last = key
 
     def _start_matched(self, matched: tuple, recv_ns: int) -> bool:
         """Start a task that matched a byte template (``TaskDecoder.match``) before its Task exists; False: nothing
@@ -986,22 +968,15 @@ class Server:
     def _warm(self) -> None:
         """Run a recent task's decode, its input copy into the idle lane an urgent task takes next (nothing started)
         and its result's encode again, and discard them (``keep_warm_us``): a task arriving after idle then finds
-        that code and data in the CPU's caches. One form a pass: the form expected next (the one that followed the
-        last task's form before), else each in turn, so that a pass stays short (a frame arriving meanwhile waits
-        for it). Called only in idle loop passes."""
+        that code and data in the CPU's caches. One form a pass, in turn, so that a pass stays short (a frame
+        arriving meanwhile waits for it) and a mix of forms stays warm. Called only in idle loop passes."""
         n = self.warm_passes
-        frames = self._warm_frames
-        expected = self._warm_after.get(self._warm_last)
-        frame = frames.get(expected) if expected is not None else None
-        if frame is None:
-            frame = _in_turn(frames, n)
-        result = None
+        frame = _in_turn(self._warm_frames, n)
         if frame is not None:
             matched = self.decoder.rehearse(frame, 0)
             if matched is not None:
                 rec, _, inputs = matched
                 form = rec[0]
-                result = self._warm_results.get(id(form.checked))  # that form's last result
                 self.predictor.predict_ns(rec[1], size_class(form.in_bytes))
                 free = self._free_lanes
                 if free and not self._busy_lanes:  # the lane an urgent task takes next (_take_lane), idle
@@ -1010,8 +985,7 @@ class Server:
                     except Exception:  # noqa: BLE001 - a warm-up must never stop the loop: turn it off instead
                         log.exception("cache warming failed; keep_warm_us is off from now on")
                         self._warm_ns = 0
-        if result is None:
-            result = _in_turn(self._warm_results, n)
+        result = _in_turn(self._warm_results, n)
         if result is not None:
             encoder, outputs, task_id = result
             encoder.encode(task_id, outputs, False, 0.0, 0.0)
