@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead",
            "persistent_floor", "resident_probe", "tail_analysis", "batch_trace", "scaleout", "relay_engine",
-           "bulk_profile", "restart_time", "smt_probe"]
+           "bulk_profile", "restart_time", "smt_probe", "paired"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
