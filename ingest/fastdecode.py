@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .protocol import MAX_DEADLINE_US, TASK_FIELDS, Limits, Task, TaskUnpacker, validate_task
-from .template import FrameTemplate
+from .template import FrameTemplate, SlotChecks
 
 __all__ = ["TaskDecoder"]
 
@@ -109,6 +109,9 @@ class TaskDecoder:
         self._max_id_len = limits.max_id_len
         self._default_priority = limits.default_priority
         self._priority_levels = limits.priority_levels
+        # The same checks, compiled into each byte template's ``take`` (ingest.template.SlotChecks).
+        self._checks = SlotChecks(limits.max_id_len, limits.default_priority, limits.priority_levels,
+                                  MAX_DEADLINE_US)
         self._templates: list[FrameTemplate] = []  # most recently matched first
         # Frame length -> the template that last matched a frame of that length, tried before the others. A mix of
         # forms (the 10 kHz stream: vector_add, matmul, fft in turn) otherwise tries the other forms' templates
@@ -132,7 +135,7 @@ class TaskDecoder:
     def _add_template(self, frame: bytes, form: _Form, task: Task) -> None:
         views = tuple((dtype, nbytes // dtype.itemsize, shape) for dtype, shape, nbytes in form.inputs)
         tpl = FrameTemplate.build(frame, tuple(nbytes for _, _, nbytes in form.inputs),
-                                  (form, task.kernel, task.params, task.reply_to, views), views)
+                                  (form, task.kernel, task.params, task.reply_to, views), views, self._checks)
         if tpl is None:
             return
         templates = self._templates
@@ -143,7 +146,8 @@ class TaskDecoder:
 
     def _scalars(self, task_id, priority, deadline_us, period_us, sent_ns, recv_ns: int) -> tuple | None:
         """The per-task values checked as the full validator would accept them (with priority defaulted and the
-        absolute deadline), or None to let the full validator decide. Shared by both fast paths."""
+        absolute deadline), or None to let the full validator decide. The dict fast path's; the byte templates'
+        ``take`` has the same checks compiled in (``SlotChecks``)."""
         tid_type = type(task_id)
         if tid_type is not int and (tid_type is not str or not 0 < len(task_id) <= self._max_id_len):
             return None
@@ -171,19 +175,20 @@ class TaskDecoder:
 
     def match(self, frame: bytes, recv_ns: int) -> tuple | None:
         """A frame that matches a byte template, its per-task values checked as ``_fast`` checks them:
-        ``(rec, scalars, inputs)``, or None, and then ``decode`` takes it (no template matched, or a value the
-        checks refuse: the dict path words the rejection).
+        ``(rec, values)``, or None, and then ``decode`` takes it (no template matched, or a value the checks
+        refuse: the dict path words the rejection).
 
-        ``rec`` is the template's ``(form, kernel, params, reply_to, views)``, ``scalars`` is ``_scalars``'s tuple
-        and ``inputs`` are views of the frame. The server reads this much before it starts the task, and builds the
-        Task (``task``) while the GPU runs."""
-        # ``take``: the slot values and the inputs as views of the frame (no copy), or None
+        ``rec`` is the template's ``(form, kernel, params, reply_to, views)``; ``values`` is ``(id, priority,
+        deadline_us, deadline_ns, period_us, sent_ns, inputs)``: ``_scalars``'s tuple and the inputs as views of the
+        frame. The server reads this much before it starts the task, and builds the Task (``task``) while the GPU
+        runs."""
+        # ``take``: the checked slot values and the inputs as views of the frame (no copy), or None
         tpl = self._by_length.get(len(frame))
-        got = tpl.take(frame) if tpl is not None else None
+        got = tpl.take(frame, recv_ns) if tpl is not None else None
         if got is None:
             templates = self._templates
             for i, tpl in enumerate(templates):
-                got = tpl.take(frame)
+                got = tpl.take(frame, recv_ns)
                 if got is not None:
                     if i:  # most recent first: a producer's template is found at once
                         templates.insert(0, templates.pop(i))
@@ -194,12 +199,8 @@ class TaskDecoder:
                     break
             else:
                 return None
-        task_id, priority, deadline_us, period_us, sent_ns, inputs = got
-        scalars = self._scalars(task_id, priority, deadline_us, period_us, sent_ns, recv_ns)
-        if scalars is None:
-            return None
         self.templated += 1
-        return tpl.form, scalars, inputs
+        return tpl.form, got
 
     def rehearse(self, frame: bytes, recv_ns: int) -> tuple | None:
         """``match``'s work without its lasting effects (the ``templated`` count, the templates' order; a length
@@ -218,8 +219,8 @@ class TaskDecoder:
     @staticmethod
     def task(matched: tuple, recv_ns: int, seq: int) -> Task:
         """The Task of a ``match`` result."""
-        (form, kernel, params, reply_to, _), scalars, inputs = matched
-        task_id, priority, deadline_us, deadline_ns, period_us, sent_ns = scalars
+        (form, kernel, params, reply_to, _), (task_id, priority, deadline_us, deadline_ns, period_us, sent_ns,
+                                              inputs) = matched
         return Task(task_id, kernel, inputs, params, priority, deadline_us, period_us, reply_to, sent_ns,
                     form.spec, form.checked, form.in_bytes, form.out_bytes, recv_ns, deadline_ns, seq)
 

@@ -20,12 +20,13 @@ fast path, so both accept and refuse the same frames; ``tests/test_template.py``
 
 from __future__ import annotations
 
+import math
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["FrameTemplate", "SLOT_KEYS"]
+__all__ = ["FrameTemplate", "SLOT_KEYS", "SlotChecks"]
 
 # The top-level keys whose values may differ between tasks of one form, in slot order.
 SLOT_KEYS = ("id", "priority", "deadline_us", "period_us", "sent_ns")
@@ -170,23 +171,27 @@ class FrameTemplate:
 
     __slots__ = ("match", "take", "form", "segments", "tbytes")
 
-    def __init__(self, segments: tuple, tail: bytes, form: Any, tbytes: tuple, views: tuple | None = None) -> None:
+    def __init__(self, segments: tuple, tail: bytes, form: Any, tbytes: tuple, views: tuple | None = None,
+                 checks: SlotChecks | None = None) -> None:
         self.segments = segments + ((tail, len(tail), -1, 0),)
         self.form = form  # what the decoder attaches: the validated form these frames share
         self.tbytes = tbytes  # per slot: the type byte of its value in the template's frame (None for data)
         self.match = _compile(self.segments, tbytes + (None,))
-        # ``take(frame)``: ``match`` and the inputs' views in one generated function (with ``views``, else None).
-        self.take = _compile(self.segments, tbytes + (None,), views) if views is not None else None
+        # ``take``: ``match`` and the inputs' views in one generated function (with ``views``, else None); with
+        # ``checks`` also the per-task checks of the slot values (``SlotChecks``).
+        self.take = _compile(self.segments, tbytes + (None,), views, checks) if views is not None else None
 
     @classmethod
     def build(cls, frame: bytes, nbytes: tuple[int, ...], form: Any,
-              views: tuple | None = None) -> FrameTemplate | None:
+              views: tuple | None = None, checks: SlotChecks | None = None) -> FrameTemplate | None:
         """The template of ``frame`` (a frame that passed the validator), or None when it has none: duplicate
         keys, or data whose length is not the form's. ``nbytes``: each input's data length. ``views``: per input
         ``(dtype, count, shape or None)``; with them the template also gets ``take``, which returns
         ``(id, priority, deadline_us, period_us, sent_ns, inputs)`` (the five ``SLOT_KEYS`` values as ``match``
         gives them, and each input as an ``np.frombuffer`` view of the frame, reshaped to its shape) or None: one
-        call where ``match`` and a loop over its offsets took several (the decoder's per-task path)."""
+        call where ``match`` and a loop over its offsets took several. With ``checks`` as well, ``take(frame,
+        recv_ns)`` applies them to the slot values and returns ``(id, priority, deadline_us, deadline_ns, period_us,
+        sent_ns, inputs)`` or None (the decoder's per-task path: see ``SlotChecks``)."""
         try:
             spans = _slots(frame)
         except (ValueError, IndexError, UnicodeDecodeError):
@@ -201,7 +206,38 @@ class FrameTemplate:
                 tbytes.append(frame[start])
             segments.append((frame[pos:start], start - pos, kind, end - start if kind >= _DATA else 0))
             pos = end
-        return cls(tuple(segments), frame[pos:], form, tuple(tbytes), views)
+        return cls(tuple(segments), frame[pos:], form, tuple(tbytes), views, checks)
+
+
+class SlotChecks(NamedTuple):
+    """The per-task checks of the slot values, as ``TaskDecoder._scalars`` applies them: with these a template's
+    ``take`` checks the values inline (no call, no second tuple) and returns the absolute deadline too. Any value
+    they refuse makes ``take`` return None, and the dict path then decides and words the rejection."""
+
+    max_id_len: int
+    default_priority: int
+    priority_levels: int
+    max_deadline_us: float
+
+
+# Mirrors TaskDecoder._scalars (tests/test_template.py checks they agree on random and mutated frames). ``v0``..``v4``
+# are the SLOT_KEYS values, ``dn`` the absolute deadline in ns.
+_CHECK_ID = ("t = type(v0)",
+             "if t is not int and (t is not str or not 0 < len(v0) <= _MAXID): return None")
+_CHECK_PRIORITY = ("if v1 is None: v1 = _DEFPRIO",
+                   "elif type(v1) is not int or not 0 <= v1 < _LEVELS: return None")
+_CHECK_DEADLINE = ("dn = None",
+                   "if v2 is not None:",
+                   "    t = type(v2)",
+                   "    if t is int:",
+                   "        if not 0 <= v2 <= _MAXDL: return None",
+                   "        dn = recv_ns + v2 * 1000",
+                   "    elif t is float and 0 <= v2 <= _MAXDL:",
+                   "        dn = recv_ns + round(v2 * 1000)",
+                   "    else: return None")
+_CHECK_PERIOD = ("if v3 is not None and ((type(v3) is not int and type(v3) is not float) or not 0 < v3 < _INF):",
+                 "    return None")
+_CHECK_SENT = ("if v4 is not None and (type(v4) is not int or v4 < 0): return None",)
 
 
 # template type byte -> (test on frame[p], inline decode, bytes consumed). ``_n<byte>`` is _compile's argument
@@ -212,12 +248,14 @@ _INLINE = {
 }
 
 
-def _compile(segments: tuple, tbytes: tuple, views: tuple | None = None) -> Any:
+def _compile(segments: tuple, tbytes: tuple, views: tuple | None = None, checks: SlotChecks | None = None) -> Any:
     """``match(frame)`` for ``segments`` (the last one the tail), as straight-line code; with ``views`` (per input
-    ``(dtype, count, shape or None)``) ``take(frame)`` instead. ``tbytes``: the type byte of each scalar slot in the
-    template's own frame (None for data and the tail)."""
+    ``(dtype, count, shape or None)``) ``take(frame)`` instead, and with ``checks`` as well ``take(frame, recv_ns)``
+    with the slot checks. ``tbytes``: the type byte of each scalar slot in the template's own frame (None for data
+    and the tail)."""
     take = views is not None
-    args = ["frame", "_scalar=scalar_at", "_BAD=BAD", *(f"_n{b}=_NUMBERS[{b}][0]" for b in _NUMBERS)]
+    args = ["frame", *(["recv_ns"] if checks is not None else []), "_scalar=scalar_at", "_BAD=BAD",
+            *(f"_n{b}=_NUMBERS[{b}][0]" for b in _NUMBERS)]
     if take:
         args.append("_fb=_frombuffer")
         body = ["v0 = v1 = v2 = v3 = v4 = None"]
@@ -271,7 +309,21 @@ def _compile(segments: tuple, tbytes: tuple, views: tuple | None = None) -> Any:
                 args.append(f"_S{j}=_views[{j}][2]")
                 view += f".reshape(_S{j})"
             made.append(view)
-        ret = f"    return v0, v1, v2, v3, v4, [{', '.join(made)}]\n"
+        if checks is None:
+            ret = f"    return v0, v1, v2, v3, v4, [{', '.join(made)}]\n"
+        else:
+            # Checked before the views are made: a refused frame costs no view. A slot the template lacks keeps
+            # its None (its check is left out) and priority its default.
+            present = {kind for _, _, kind, _ in segments if 0 <= kind < _DATA}
+            lines = [*_CHECK_ID]
+            lines += _CHECK_PRIORITY if 1 in present else ("v1 = _DEFPRIO",)
+            lines += _CHECK_DEADLINE if 2 in present else ("dn = None",)
+            lines += _CHECK_PERIOD if 3 in present else ()
+            lines += _CHECK_SENT if 4 in present else ()
+            args += [f"_MAXID={int(checks.max_id_len)}", f"_DEFPRIO={int(checks.default_priority)}",
+                     f"_LEVELS={int(checks.priority_levels)}", "_MAXDL=_checks.max_deadline_us", "_INF=_inf"]
+            ret = ("".join(f"    {line}\n" for line in lines)
+                   + f"    return v0, v1, v2, dn, v3, v4, [{', '.join(made)}]\n")
     else:
         body.append("return values, offsets")
         ret = ""
@@ -280,6 +332,7 @@ def _compile(segments: tuple, tbytes: tuple, views: tuple | None = None) -> Any:
            + "".join(f"        {line}\n" for line in body)
            + "    except (IndexError, _struct_error, UnicodeDecodeError):\n        return None\n" + ret)
     namespace = {"scalar_at": scalar_at, "BAD": BAD, "_segments": segments, "_struct_error": struct.error,
-                 "_NUMBERS": _NUMBERS, "_views": views, "_frombuffer": _frombuffer}
+                 "_NUMBERS": _NUMBERS, "_views": views, "_frombuffer": _frombuffer, "_checks": checks,
+                 "_inf": math.inf}
     exec(compile(src, "<frame template>", "exec"), namespace)  # noqa: S102 - only ints and names in the source
     return namespace[name]

@@ -108,9 +108,9 @@ def _counting(dec: TaskDecoder) -> dict:
         inner = tpl.take
         calls[tpl] = 0
 
-        def take(frame, _inner=inner, _tpl=tpl):
+        def take(frame, recv_ns, _inner=inner, _tpl=tpl):
             calls[_tpl] += 1
-            return _inner(frame)
+            return _inner(frame, recv_ns)
 
         tpl.take = take
     return calls

@@ -82,28 +82,49 @@ def test_a_str_id_template_reads_every_id_as_the_full_validator(value, how, at, 
         assert dec.templated == before + 1  # a fixstr id: the template took it
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_take_is_match_plus_the_views(data):
-    """``take`` (the decoder's) and ``match`` with views made from its offsets: the same answer on every frame."""
+def test_take_is_match_and_the_checks_plus_the_views(data):
+    """``take`` (the decoder's, with the slot checks compiled in) against ``match``, the decoder's ``_scalars`` on
+    its values and views made from its offsets: the same answer on every frame, refusals included."""
     tid = data.draw(st.one_of(st.integers(0, 2**40), st.text(min_size=1, max_size=40)))
     dec = warmed(id=tid, period_us=100.0, sent_ns=12345)
     tpl = dec.templates[0]
-    frame = bytearray(msgpack.packb(base_task(0, id=data.draw(SCALARS), period_us=100.0, sent_ns=12345)))
+    slots = {k: data.draw(SCALARS) if data.draw(st.booleans()) else v
+             for k, v in (("priority", 3), ("deadline_us", 250.0), ("period_us", 100.0), ("sent_ns", 12345))}
+    frame = bytearray(msgpack.packb(base_task(0, id=data.draw(SCALARS), **slots)))
     for _ in range(data.draw(st.integers(0, 2))):
         frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
     if data.draw(st.booleans()):
         del frame[data.draw(st.integers(0, len(frame))):]
     frame = bytes(frame)
-    took, matched = tpl.take(frame), tpl.match(frame)
-    assert (took is None) == (matched is None)
-    if matched is not None:
+    recv_ns = data.draw(st.integers(0, 2**62))
+    took, matched = tpl.take(frame, recv_ns), tpl.match(frame)
+    checked = dec._scalars(*matched[0], recv_ns) if matched is not None else None
+    assert (took is None) == (checked is None)
+    if checked is not None:
         values, offsets = matched
-        assert [repr(v) for v in took[:5]] == [repr(v) for v in values]  # repr: NaN equals NaN, 1 is not 1.0
-        assert len(took[5]) == len(offsets) == 2
-        for view, off in zip(took[5], offsets, strict=True):
+        assert [repr(v) for v in took[:6]] == [repr(v) for v in checked]  # repr: NaN equals NaN, 1 is not 1.0
+        assert len(took[6]) == len(offsets) == 2
+        for view, off in zip(took[6], offsets, strict=True):
             assert view.base is frame and view.shape == (64,) and view.dtype == np.float32
             assert view.tobytes() == frame[off:off + 256]
+
+
+def test_take_of_a_template_without_optional_slots_defaults_them():
+    """A template whose frames carry no priority, period or sent_ns: its ``take`` leaves those checks out, gives the
+    default priority and None for the others, and the absolute deadline from recv_ns."""
+    msg = base_task(1)
+    for key in ("priority", "period_us", "sent_ns"):
+        msg.pop(key, None)
+    dec = TaskDecoder(REGISTRY, LIMITS)
+    for i in range(3):
+        dec.decode(msgpack.packb({**msg, "id": i}), 5, i)
+    tpl = dec.templates[0]
+    took = tpl.take(msgpack.packb({**msg, "id": 77}), 1_000)
+    assert took[:6] == (77, LIMITS.default_priority, msg["deadline_us"], 1_000 + round(msg["deadline_us"] * 1000),
+                        None, None)
+    assert tpl.take(msgpack.packb({**msg, "id": ""}), 1_000) is None  # an id the checks refuse
 
 
 def test_inputs_are_views_of_the_frame_with_the_new_data():

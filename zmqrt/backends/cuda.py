@@ -20,7 +20,7 @@ from ..compiler import KernelCache, compile_registry, nvrtc_version
 from ..cuda import CudaError, Device, Module, check
 from .base import Backend, StageTimes, rows_like
 from .lane import Lane, Prepared
-from .resident import ResidentLane, load_module, stop_all
+from .resident import MAX_ELEMENTS, OPS, ResidentLane, load_module, stop_all
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,13 @@ class CudaBackend(Backend):
         return self._kernels[name]
 
     def submit(self, lane: int, spec, inputs: Sequence[np.ndarray], checked, timed: bool = True) -> None:
-        if self._resident is not None and self._resident_took(lane, spec, inputs, checked, timed):
-            return
+        if self._resident is not None:
+            # _resident_took and ResidentLane.accepts, inline: the per-task path to the GPU is two calls shorter
+            on = self._on_resident[lane] = (not (timed and self._timing) and spec.name in OPS
+                                            and inputs[0].size <= MAX_ELEMENTS)
+            if on:
+                self._resident[lane].submit(spec.name, inputs, checked)
+                return
         ln = self._lanes[lane]
         # Tasks of one form share one ``checked`` object (ingest.fastdecode memoizes it), so its identity finds
         # the prepared launch without building the shape key (~1.5 µs). The entry keeps ``checked`` alive, so
