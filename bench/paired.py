@@ -156,7 +156,7 @@ def _child_setup(cpus: list[int] | None):
     return setup
 
 
-def server_command(args: argparse.Namespace, device: int, loop_cpu: int | None, ingest_ep: str,
+def server_command(args: argparse.Namespace, arm: str, device: int, loop_cpu: int | None, ingest_ep: str,
                    stats_ep: str) -> list[str]:
     cmd = [sys.executable, "-m", "zmqrt.cli", "serve", "--backend", args.backend, "--ingest", ingest_ep,
            "--stats", stats_ep, "--policy", "edf", "--lanes", "4"]
@@ -168,7 +168,7 @@ def server_command(args: argparse.Namespace, device: int, loop_cpu: int | None, 
         cmd.append("--spin")
     if args.resident:
         cmd.append("--resident")
-    return cmd + list(args.server_arg or ())
+    return cmd + list(args.server_arg or ()) + list((args.a_arg if arm == "A" else args.b_arg) or ())
 
 
 def start_server(arm: str, slot: int, tree: Path, args: argparse.Namespace, cpus: dict | None, tmp: Path,
@@ -176,7 +176,7 @@ def start_server(arm: str, slot: int, tree: Path, args: argparse.Namespace, cpus
     """``zmqrt serve`` of ``tree`` (its own cwd and PYTHONPATH first) on slot ``slot``'s GPU and CPU pair; returns
     at once: ``wait_ready`` waits for it."""
     ingest_ep, stats_ep = f"ipc://{tmp}/{arm}-in", f"ipc://{tmp}/{arm}-stats"
-    cmd = server_command(args, args.devices[slot], cpus["loop"] if cpus else None, ingest_ep, stats_ep)
+    cmd = server_command(args, arm, args.devices[slot], cpus["loop"] if cpus else None, ingest_ep, stats_ep)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
     log_path = tmp / f"round{round_no}-{arm}.log"
@@ -487,6 +487,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--devices", default="0,1", help="the GPUs of slot 0 and slot 1 (default 0,1)")
     ap.add_argument("--server-arg", action="append", metavar="ARG", help="one more argument for both servers, "
                     "verbatim; repeatable, e.g. --server-arg=--idle-poll-us --server-arg=0")
+    ap.add_argument("--a-arg", action="append", metavar="ARG", help="one more argument for arm A's server only "
+                    "(after --server-arg's): compare two settings of one tree, e.g. --a . --b . "
+                    "--a-arg=--keep-warm-us --a-arg=0")
+    ap.add_argument("--b-arg", action="append", metavar="ARG", help="the same for arm B's server")
     ap.add_argument("--out", default="paired", help="result name (default paired): NAME-<card>.json and .md")
     ap.add_argument("--out-dir", type=Path, help="where to write them (default bench/results)")
     args = ap.parse_args(argv)

@@ -70,3 +70,15 @@ def test_cpu_plan_without_numa_info_splits_evenly_and_gives_up_on_a_small_host(s
     assert plan_cpus((set(), set()), list(range(6))) is None
     assert [slot_order(k) for k in range(3)] == [("A", "B"), ("B", "A"), ("A", "B")]
     assert sign_test_p(6, 6) == pytest.approx(2 / 64) and sign_test_p(3, 6) == 1.0
+
+
+def test_each_arm_gets_the_common_arguments_then_its_own():
+    from bench.paired import parse_args, server_command
+
+    args = parse_args(["--a", ".", "--b", ".", "--spin", "--server-arg=--resident", "--a-arg=--keep-warm-us",
+                       "--a-arg=0", "--b-arg=--idle-poll-us", "--b-arg=50"])
+    a = server_command(args, "A", 0, 7, "ipc://a", "ipc://as")
+    b = server_command(args, "B", 1, 9, "ipc://b", "ipc://bs")
+    assert a[-3:] == ["--resident", "--keep-warm-us", "0"] and "--idle-poll-us" not in a
+    assert b[-3:] == ["--resident", "--idle-poll-us", "50"] and "--keep-warm-us" not in b
+    assert a[a.index("--device") + 1] == "0" and b[b.index("--cpu") + 1] == "9" and "--spin" in a and "--spin" in b
