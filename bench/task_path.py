@@ -40,6 +40,7 @@ def _stand_in(lanes: int):
             super().__init__(load_registry(()), lanes)
             self._in = [np.empty(2048, np.float32) for _ in range(lanes)]
             self._out = [np.empty(1024, np.float32) for _ in range(lanes)]
+            self._in_bytes = [memoryview(a).cast("B") for a in self._in]
             self._views: list = [None] * lanes
             self.submitted_ns = 0
 
@@ -53,6 +54,21 @@ def _stand_in(lanes: int):
             out = self._out[lane][:n]
             np.add(slot[:n], slot[n:2 * n], out=out)
             self._views[lane] = [out]
+
+        def submit_frame(self, lane, spec, frame, offsets, views, checked, timed=True):
+            """The resident lane's copies from the frame's bytes (CudaBackend.submit_frame), then the sum."""
+            self.submitted_ns = time.perf_counter_ns()
+            n = views[0][1]
+            nbytes = n * 4
+            src, dst = memoryview(frame), self._in_bytes[lane]
+            o0, o1 = offsets
+            dst[0:nbytes] = src[o0:o0 + nbytes]
+            dst[nbytes:2 * nbytes] = src[o1:o1 + nbytes]
+            slot = self._in[lane]
+            out = self._out[lane][:n]
+            np.add(slot[:n], slot[n:2 * n], out=out)
+            self._views[lane] = [out]
+            return True
 
         def warm(self, lane, spec, inputs, checked):
             a, b = inputs

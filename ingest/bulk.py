@@ -97,7 +97,7 @@ class FrameBlock:
 class BulkBatch:
     """Tasks of one form decoded together; row ``i`` of every column is one task."""
 
-    rec: tuple  # the template's form record: (form, kernel, params, reply_to, views), as TaskDecoder attaches it
+    rec: tuple  # the template's form record: (form, kernel, params, reply_to, views, inputs) (TaskDecoder.match)
     rows: np.ndarray  # indices of these tasks in the frame list given to BulkForm.match
     replies: list  # the reply endpoints of the batch (str, or None when the form sends none)...
     reply_of: np.ndarray  # ...and each row's index into it

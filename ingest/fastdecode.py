@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .protocol import MAX_DEADLINE_US, TASK_FIELDS, Limits, Task, TaskUnpacker, validate_task
-from .template import FrameTemplate, SlotChecks
+from .template import FrameTemplate, SlotChecks, compile_views
 
 __all__ = ["TaskDecoder"]
 
@@ -135,7 +135,8 @@ class TaskDecoder:
     def _add_template(self, frame: bytes, form: _Form, task: Task) -> None:
         views = tuple((dtype, nbytes // dtype.itemsize, shape) for dtype, shape, nbytes in form.inputs)
         tpl = FrameTemplate.build(frame, tuple(nbytes for _, _, nbytes in form.inputs),
-                                  (form, task.kernel, task.params, task.reply_to, views), views, self._checks)
+                                  (form, task.kernel, task.params, task.reply_to, views, compile_views(views)),
+                                  self._checks)
         if tpl is None:
             return
         templates = self._templates
@@ -178,11 +179,13 @@ class TaskDecoder:
         ``(rec, values)``, or None, and then ``decode`` takes it (no template matched, or a value the checks
         refuse: the dict path words the rejection).
 
-        ``rec`` is the template's ``(form, kernel, params, reply_to, views)``; ``values`` is ``(id, priority,
-        deadline_us, deadline_ns, period_us, sent_ns, inputs)``: ``_scalars``'s tuple and the inputs as views of the
-        frame. The server reads this much before it starts the task, and builds the Task (``task``) while the GPU
+        ``rec`` is the template's ``(form, kernel, params, reply_to, views, inputs)``: ``views`` per input ``(dtype,
+        count, shape or None)``, and ``inputs(frame, offsets)`` makes them (``template.compile_views``). ``values``
+        is ``(id, priority, deadline_us, deadline_ns, period_us, sent_ns, offsets)``: ``_scalars``'s tuple and the
+        inputs' data offsets in the frame. The server reads this much before it starts the task (a resident GPU
+        lane copies the inputs' bytes from the frame, no view made), and builds the Task (``task``) while the GPU
         runs."""
-        # ``take``: the checked slot values and the inputs as views of the frame (no copy), or None
+        # ``take``: the checked slot values and the inputs' offsets, or None
         tpl = self._by_length.get(len(frame))
         got = tpl.take(frame, recv_ns) if tpl is not None else None
         if got is None:
@@ -217,17 +220,17 @@ class TaskDecoder:
         return matched
 
     @staticmethod
-    def task(matched: tuple, recv_ns: int, seq: int) -> Task:
-        """The Task of a ``match`` result."""
-        (form, kernel, params, reply_to, _), (task_id, priority, deadline_us, deadline_ns, period_us, sent_ns,
-                                              inputs) = matched
-        return Task(task_id, kernel, inputs, params, priority, deadline_us, period_us, reply_to, sent_ns,
-                    form.spec, form.checked, form.in_bytes, form.out_bytes, recv_ns, deadline_ns, seq)
+    def task(matched: tuple, frame: bytes, recv_ns: int, seq: int) -> Task:
+        """The Task of a ``match`` result of ``frame``."""
+        (form, kernel, params, reply_to, _, inputs), (task_id, priority, deadline_us, deadline_ns, period_us, sent_ns,
+                                                      offsets) = matched
+        return Task(task_id, kernel, inputs(frame, offsets), params, priority, deadline_us, period_us, reply_to,
+                    sent_ns, form.spec, form.checked, form.in_bytes, form.out_bytes, recv_ns, deadline_ns, seq)
 
     def decode(self, frame: bytes, recv_ns: int, seq: int) -> Task:
         matched = self.match(frame, recv_ns)
         if matched is not None:
-            return self.task(matched, recv_ns, seq)
+            return self.task(matched, frame, recv_ns, seq)
         return self.decode_unmatched(frame, recv_ns, seq)
 
     def decode_unmatched(self, frame: bytes, recv_ns: int, seq: int) -> Task:

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["FrameTemplate", "SLOT_KEYS", "SlotChecks"]
+__all__ = ["FrameTemplate", "SLOT_KEYS", "SlotChecks", "compile_views"]
 
 # The top-level keys whose values may differ between tasks of one form, in slot order.
 SLOT_KEYS = ("id", "priority", "deadline_us", "period_us", "sent_ns")
@@ -171,27 +171,25 @@ class FrameTemplate:
 
     __slots__ = ("match", "take", "form", "segments", "tbytes")
 
-    def __init__(self, segments: tuple, tail: bytes, form: Any, tbytes: tuple, views: tuple | None = None,
+    def __init__(self, segments: tuple, tail: bytes, form: Any, tbytes: tuple,
                  checks: SlotChecks | None = None) -> None:
         self.segments = segments + ((tail, len(tail), -1, 0),)
         self.form = form  # what the decoder attaches: the validated form these frames share
         self.tbytes = tbytes  # per slot: the type byte of its value in the template's frame (None for data)
         self.match = _compile(self.segments, tbytes + (None,))
-        # ``take``: ``match`` and the inputs' views in one generated function (with ``views``, else None); with
-        # ``checks`` also the per-task checks of the slot values (``SlotChecks``).
-        self.take = _compile(self.segments, tbytes + (None,), views, checks) if views is not None else None
+        # ``take``: ``match`` and the per-task checks of the slot values in one generated function (with
+        # ``checks``, else None)
+        self.take = _compile(self.segments, tbytes + (None,), checks) if checks is not None else None
 
     @classmethod
     def build(cls, frame: bytes, nbytes: tuple[int, ...], form: Any,
-              views: tuple | None = None, checks: SlotChecks | None = None) -> FrameTemplate | None:
+              checks: SlotChecks | None = None) -> FrameTemplate | None:
         """The template of ``frame`` (a frame that passed the validator), or None when it has none: duplicate
-        keys, or data whose length is not the form's. ``nbytes``: each input's data length. ``views``: per input
-        ``(dtype, count, shape or None)``; with them the template also gets ``take``, which returns
-        ``(id, priority, deadline_us, period_us, sent_ns, inputs)`` (the five ``SLOT_KEYS`` values as ``match``
-        gives them, and each input as an ``np.frombuffer`` view of the frame, reshaped to its shape) or None: one
-        call where ``match`` and a loop over its offsets took several. With ``checks`` as well, ``take(frame,
-        recv_ns)`` applies them to the slot values and returns ``(id, priority, deadline_us, deadline_ns, period_us,
-        sent_ns, inputs)`` or None (the decoder's per-task path: see ``SlotChecks``)."""
+        keys, or data whose length is not the form's. ``nbytes``: each input's data length. With ``checks`` the
+        template also gets ``take(frame, recv_ns)``, the decoder's per-task path: ``match`` with the checks of
+        ``SlotChecks`` applied to the slot values, returning ``(id, priority, deadline_us, deadline_ns, period_us,
+        sent_ns, offsets)`` (the inputs' data offsets in the frame, a tuple) or None. Views of the inputs are
+        ``compile_views``'s work: a resident GPU lane copies the bytes without them."""
         try:
             spans = _slots(frame)
         except (ValueError, IndexError, UnicodeDecodeError):
@@ -206,7 +204,25 @@ class FrameTemplate:
                 tbytes.append(frame[start])
             segments.append((frame[pos:start], start - pos, kind, end - start if kind >= _DATA else 0))
             pos = end
-        return cls(tuple(segments), frame[pos:], form, tuple(tbytes), views, checks)
+        return cls(tuple(segments), frame[pos:], form, tuple(tbytes), checks)
+
+
+def compile_views(views: tuple) -> Any:
+    """``inputs(frame, offsets)``: the inputs of a frame of one form as ``np.frombuffer`` views of the frame (no
+    copy), reshaped to their shapes; ``views``: per input ``(dtype, count, shape or None)``. Straight-line code, as
+    the templates' own: a loop over the inputs cost about twice as much."""
+    args, made = ["frame", "o", "_fb=_frombuffer"], []
+    for j, (_, count, shape) in enumerate(views):
+        args += [f"_D{j}=_views[{j}][0]", f"_C{j}={int(count)}"]
+        view = f"_fb(frame, _D{j}, _C{j}, o[{j}])"
+        if shape is not None:
+            args.append(f"_S{j}=_views[{j}][2]")
+            view += f".reshape(_S{j})"
+        made.append(view)
+    src = f"def inputs({', '.join(args)}):\n    return [{', '.join(made)}]\n"
+    namespace = {"_views": views, "_frombuffer": _frombuffer}
+    exec(compile(src, "<frame views>", "exec"), namespace)  # noqa: S102 - only ints and names in the source
+    return namespace["inputs"]
 
 
 class SlotChecks(NamedTuple):
@@ -248,16 +264,14 @@ _INLINE = {
 }
 
 
-def _compile(segments: tuple, tbytes: tuple, views: tuple | None = None, checks: SlotChecks | None = None) -> Any:
-    """``match(frame)`` for ``segments`` (the last one the tail), as straight-line code; with ``views`` (per input
-    ``(dtype, count, shape or None)``) ``take(frame)`` instead, and with ``checks`` as well ``take(frame, recv_ns)``
-    with the slot checks. ``tbytes``: the type byte of each scalar slot in the template's own frame (None for data
-    and the tail)."""
-    take = views is not None
-    args = ["frame", *(["recv_ns"] if checks is not None else []), "_scalar=scalar_at", "_BAD=BAD",
+def _compile(segments: tuple, tbytes: tuple, checks: SlotChecks | None = None) -> Any:
+    """``match(frame)`` for ``segments`` (the last one the tail), as straight-line code; with ``checks``
+    ``take(frame, recv_ns)`` instead (``FrameTemplate.build``). ``tbytes``: the type byte of each scalar slot in the
+    template's own frame (None for data and the tail)."""
+    take = checks is not None
+    args = ["frame", *(["recv_ns"] if take else []), "_scalar=scalar_at", "_BAD=BAD",
             *(f"_n{b}=_NUMBERS[{b}][0]" for b in _NUMBERS)]
     if take:
-        args.append("_fb=_frombuffer")
         body = ["v0 = v1 = v2 = v3 = v4 = None"]
     else:
         body = ["values = [None, None, None, None, None]", "offsets = []"]
@@ -270,8 +284,7 @@ def _compile(segments: tuple, tbytes: tuple, views: tuple | None = None, checks:
         body.append(f"if not startswith(_F{i}, p): return None")
         body.append(f"p += {n}")
         if kind >= _DATA:
-            # take: the offset in a local, the view only once the whole frame matched (a short frame must be no
-            # match, not a frombuffer error)
+            # take: the offset in a local, returned only once the whole frame matched (a short frame is no match)
             body.append(f"o{kind - _DATA} = p" if take else "offsets.append(p)")
             body.append(f"p += {size}")
         else:
@@ -301,29 +314,19 @@ def _compile(segments: tuple, tbytes: tuple, views: tuple | None = None, checks:
                 body.append("if v is _BAD: return None")
             body.append(f"v{kind} = v" if take else f"values[{kind}] = v")
     if take:
-        made = []
-        for j, (_, count, shape) in enumerate(views):
-            args += [f"_D{j}=_views[{j}][0]", f"_C{j}={int(count)}"]
-            view = f"_fb(frame, _D{j}, _C{j}, o{j})"
-            if shape is not None:
-                args.append(f"_S{j}=_views[{j}][2]")
-                view += f".reshape(_S{j})"
-            made.append(view)
-        if checks is None:
-            ret = f"    return v0, v1, v2, v3, v4, [{', '.join(made)}]\n"
-        else:
-            # Checked before the views are made: a refused frame costs no view. A slot the template lacks keeps
-            # its None (its check is left out) and priority its default.
-            present = {kind for _, _, kind, _ in segments if 0 <= kind < _DATA}
-            lines = [*_CHECK_ID]
-            lines += _CHECK_PRIORITY if 1 in present else ("v1 = _DEFPRIO",)
-            lines += _CHECK_DEADLINE if 2 in present else ("dn = None",)
-            lines += _CHECK_PERIOD if 3 in present else ()
-            lines += _CHECK_SENT if 4 in present else ()
-            args += [f"_MAXID={int(checks.max_id_len)}", f"_DEFPRIO={int(checks.default_priority)}",
-                     f"_LEVELS={int(checks.priority_levels)}", "_MAXDL=_checks.max_deadline_us", "_INF=_inf"]
-            ret = ("".join(f"    {line}\n" for line in lines)
-                   + f"    return v0, v1, v2, dn, v3, v4, [{', '.join(made)}]\n")
+        n_data = sum(1 for _, _, kind, _ in segments if kind >= _DATA)
+        offsets = "".join(f"o{j}, " for j in range(n_data))
+        # A slot the template lacks keeps its None (its check is left out) and priority its default.
+        present = {kind for _, _, kind, _ in segments if 0 <= kind < _DATA}
+        lines = [*_CHECK_ID]
+        lines += _CHECK_PRIORITY if 1 in present else ("v1 = _DEFPRIO",)
+        lines += _CHECK_DEADLINE if 2 in present else ("dn = None",)
+        lines += _CHECK_PERIOD if 3 in present else ()
+        lines += _CHECK_SENT if 4 in present else ()
+        args += [f"_MAXID={int(checks.max_id_len)}", f"_DEFPRIO={int(checks.default_priority)}",
+                 f"_LEVELS={int(checks.priority_levels)}", "_MAXDL=_checks.max_deadline_us", "_INF=_inf"]
+        ret = ("".join(f"    {line}\n" for line in lines)
+               + f"    return v0, v1, v2, dn, v3, v4, ({offsets})\n")
     else:
         body.append("return values, offsets")
         ret = ""
@@ -332,7 +335,6 @@ def _compile(segments: tuple, tbytes: tuple, views: tuple | None = None, checks:
            + "".join(f"        {line}\n" for line in body)
            + "    except (IndexError, _struct_error, UnicodeDecodeError):\n        return None\n" + ret)
     namespace = {"scalar_at": scalar_at, "BAD": BAD, "_segments": segments, "_struct_error": struct.error,
-                 "_NUMBERS": _NUMBERS, "_views": views, "_frombuffer": _frombuffer, "_checks": checks,
-                 "_inf": math.inf}
+                 "_NUMBERS": _NUMBERS, "_checks": checks, "_inf": math.inf}
     exec(compile(src, "<frame template>", "exec"), namespace)  # noqa: S102 - only ints and names in the source
     return namespace[name]

@@ -155,3 +155,59 @@ def test_cold_paths_pause_the_blocks_without_losing_a_task_in_flight():
         assert be.pauses >= 5
         done = be._resident[1].done_number
         assert done == be._resident[1].seq  # nothing served twice or skipped
+
+
+def _matched(registry, kernel: str, inputs, params):
+    """A frame of this task and its byte-template match (``TaskDecoder.match``): ``(frame, rec, values)``."""
+    from ingest.fastdecode import TaskDecoder
+    from ingest.protocol import Limits, encode_task
+
+    dec = TaskDecoder(registry, Limits(max_task_bytes=1 << 18))
+    for i in range(3):  # the form's first decodes build its template
+        dec.decode(encode_task(f"w{i}", kernel, inputs, params, deadline_us=500.0), 0, i)
+    frame = encode_task("t", kernel, inputs, params, deadline_us=500.0)
+    rec, values = dec.match(frame, 0)
+    return frame, rec, values
+
+
+def test_tasks_copied_from_their_frames_match_numpy_and_the_launched_kernels_bit_for_bit():
+    """``submit_frame`` (the server's resident path: the inputs' bytes copied from the task frame, no views) on fresh
+    random inputs with the outputs poisoned first; a timed task or a too-large one is not taken; ``warm_frame``
+    starts nothing and the next task's output is its own."""
+    from zmqrt.backends.resident import MAX_ELEMENTS
+
+    rng = np.random.default_rng()
+    with _backend(True) as be:
+        for name, params in (("vector_add", {}), ("saxpy", {"alpha": -0.37})):
+            spec = be.registry.get(name)
+            for shape in ((1,), (256,), (16, 64), (MAX_ELEMENTS,), (MAX_ELEMENTS + 1,)):
+                for lane in (0, 1):
+                    inputs = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
+                    frame, rec, values = _matched(be.registry, name, inputs, params)
+                    checked = rec[0].checked
+                    assert not be.submit_frame(lane, spec, frame, values[6], rec[4], checked, True)  # timed
+                    for r in be._resident:
+                        r._out[:] = np.nan  # poisoned: a stale or skipped output cannot pass
+                    took = be.submit_frame(lane, spec, frame, values[6], rec[4], checked, False)
+                    assert took == (inputs[0].size <= MAX_ELEMENTS), (name, shape)
+                    if not took:
+                        assert not be.warm_frame(lane, spec, frame, values[6], rec[4], checked)
+                        continue
+                    be.wait(lane)
+                    got = np.array(be.collect(lane)[0], copy=True)
+                    assert got.shape == shape
+                    want = spec.reference(inputs, spec.check(inputs, params).params)
+                    np.testing.assert_array_equal(got, want[0])
+                    launched = _run(be, lane, spec, inputs, params, timed=True)
+                    np.testing.assert_array_equal(got, launched[0])
+                    # a warm copy of other inputs: nothing starts, and the next task's output is its own
+                    done, seq = be._resident[lane].done_number, be._resident[lane].seq
+                    other = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
+                    f2, rec2, values2 = _matched(be.registry, name, other, params)
+                    assert be.warm_frame(lane, spec, f2, values2[6], rec2[4], rec2[0].checked)
+                    assert (be._resident[lane].done_number, be._resident[lane].seq) == (done, seq)
+                    for r in be._resident:
+                        r._out[:] = np.nan
+                    assert be.submit_frame(lane, spec, frame, values[6], rec[4], checked, False)
+                    be.wait(lane)
+                    np.testing.assert_array_equal(be.collect(lane)[0], want[0])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ingest.fastdecode import TaskDecoder
 from ingest.protocol import decode_task
-from ingest.template import FrameTemplate, scalar_at
+from ingest.template import FrameTemplate, compile_views, scalar_at
 from tests.test_fastdecode import _DROP, LIMITS, REGISTRY, base_task, outcome
 
 
@@ -84,9 +84,10 @@ def test_a_str_id_template_reads_every_id_as_the_full_validator(value, how, at, 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_take_is_match_and_the_checks_plus_the_views(data):
-    """``take`` (the decoder's, with the slot checks compiled in) against ``match``, the decoder's ``_scalars`` on
-    its values and views made from its offsets: the same answer on every frame, refusals included."""
+def test_take_is_match_and_the_checks(data):
+    """``take`` (the decoder's, with the slot checks compiled in) against ``match`` and the decoder's ``_scalars``
+    on its values: the same answer and the same data offsets on every frame, refusals included; the form's compiled
+    views of those offsets are the inputs' bytes."""
     tid = data.draw(st.one_of(st.integers(0, 2**40), st.text(min_size=1, max_size=40)))
     dec = warmed(id=tid, period_us=100.0, sent_ns=12345)
     tpl = dec.templates[0]
@@ -105,8 +106,9 @@ def test_take_is_match_and_the_checks_plus_the_views(data):
     if checked is not None:
         values, offsets = matched
         assert [repr(v) for v in took[:6]] == [repr(v) for v in checked]  # repr: NaN equals NaN, 1 is not 1.0
-        assert len(took[6]) == len(offsets) == 2
-        for view, off in zip(took[6], offsets, strict=True):
+        assert took[6] == tuple(offsets) and len(offsets) == 2
+        views = tpl.form[5](frame, took[6])
+        for view, off in zip(views, offsets, strict=True):
             assert view.base is frame and view.shape == (64,) and view.dtype == np.float32
             assert view.tobytes() == frame[off:off + 256]
 
@@ -161,3 +163,12 @@ def test_scalar_at_reads_what_msgpack_reads(value, single):
     got, end = scalar_at(packed, 0)
     assert end == len(packed)
     assert got == msgpack.unpackb(packed, raw=False) and type(got) is type(msgpack.unpackb(packed, raw=False))
+
+
+def test_compiled_views_reshape_each_input_to_its_shape():
+    frame = bytes(range(256)) * 2
+    views = ((np.dtype(np.float32), 16, (4, 4)), (np.dtype(np.complex64), 8, None))
+    a, b = compile_views(views)(frame, (4, 100))
+    assert a.shape == (4, 4) and a.dtype == np.float32 and a.tobytes() == frame[4:68]
+    assert b.shape == (8,) and b.dtype == np.complex64 and b.tobytes() == frame[100:164]
+    assert a.base.base is frame and b.base is frame and not a.flags.writeable  # views: no copy

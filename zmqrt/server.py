@@ -307,7 +307,7 @@ class Server:
             if self._warm_ns:
                 self._warm_frames[id(matched[0])] = frame  # the template's record: one entry per template
         try:
-            task = (self._task_of(matched, recv_ns, self._seq) if matched is not None else
+            task = (self._task_of(matched, frame, recv_ns, self._seq) if matched is not None else
                     self._decode_unmatched(frame, recv_ns, self._seq))
         except Rejection as r:
             if r.task_id is None:
@@ -363,7 +363,8 @@ class Server:
         this task now, as in ``_accept``'s fast path, with the same admission. The GPU then works while the Task,
         the in-flight key and the lane's records are built (about 3 µs a task on the dev VM, more with cold caches
         on the GPU host), instead of before it starts. The trace's "decoded" point is the match."""
-        (form, kernel, _, reply_to, _), values = matched
+        rec, values = matched
+        form, kernel, reply_to = rec[0], rec[1], rec[3]
         key = (reply_to, values[0])
         if key in self._inflight_keys:
             return False
@@ -379,15 +380,18 @@ class Server:
         lane = self._take_lane(values[1])
         timed = self._take_timing(lane, now)
         error = None
+        backend = self.backend
         try:
-            self.backend.submit(lane, form.spec, values[6], form.checked, timed)
+            # A resident lane copies the inputs' bytes from the frame; any other path gets views of them
+            if not backend.submit_frame(lane, form.spec, frame, values[6], rec[4], form.checked, timed):
+                backend.submit(lane, form.spec, rec[5](frame, values[6]), form.checked, timed)
         except (TaskError, CudaError) as e:
             error = e
         submitted_ns = time.monotonic_ns() if trace is not None else 0
         # The rest while the GPU works
         if self._warm_ns:
-            self._warm_frames[id(matched[0])] = frame  # the template's record: one entry per template
-        task = self._task_of(matched, recv_ns, self._seq)
+            self._warm_frames[id(rec)] = frame  # the template's record: one entry per template
+        task = self._task_of(matched, frame, recv_ns, self._seq)
         task.size_class = size
         self._admitted(kernel, size, key)
         if trace is not None:
@@ -537,7 +541,7 @@ class Server:
         """Run ``batch`` as one launch on a free lane; returns the rows it leaves to the per-task path: all of them
         for a duplicate id (the per-task path answers DUPLICATE), rows past what one launch holds, and rows whose
         deadline the batch's predicted service would miss (the per-task path admits or refuses each)."""
-        form, kernel, _, _, _ = batch.rec
+        form, kernel = batch.rec[0], batch.rec[1]
         keys = batch.keys()
         inflight = self._inflight_keys
         if len(set(keys)) != len(keys) or not inflight.isdisjoint(keys):
@@ -604,7 +608,7 @@ class Server:
         if len(outputs[0]) != k:  # a padded launch (rows_class): the batch's rows come first
             outputs = [o[:k] for o in outputs]
         dispatch_ns = self._lane_dispatch_ns[lane]
-        form, kernel, _, _, _ = batch.rec
+        form, kernel = batch.rec[0], batch.rec[1]
         missed = batch.deadline_ns < done_ns
         key = BulkResults.key(outputs, batch.id_raw.shape[1])
         enc = self._bulk_results.get(key)
@@ -916,10 +920,8 @@ class Server:
         trace = self.trace
         seen_ns = time.monotonic_ns() if trace is not None else 0
         task = self._lane_task[lane]
-        backend = self.backend
-        outputs = backend.collect(lane)
         done_ns = time.monotonic_ns()
-        times = backend.stage_times(lane)
+        outputs, times = self.backend.finish(lane)
         dispatch_ns = self._lane_dispatch_ns[lane]
         recv_ns = task.recv_ns
         missed = task.deadline_ns is not None and done_ns > task.deadline_ns
@@ -941,11 +943,11 @@ class Server:
                 entry = self._encoders[id(checked)] = (checked, OkEncoder(outputs))
             payload = entry[1].encode(task.id, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
                                       (done_ns - recv_ns) * _NS_PER_US)
-            if self._warm_ns:
-                self._warm_results[id(checked)] = (entry[1], outputs, task.id)
         encoded_ns = time.monotonic_ns() if trace is not None else 0
         self.router.send(task.reply_to, payload)
         sent_ns = time.monotonic_ns()
+        if times is None and self._warm_ns:  # the form's record for cache warming, after the send
+            self._warm_results[id(task.checked)] = (entry[1], outputs, task.id)
         # Only the result's own work comes before the send; the rest waits until it has gone. The lane is reusable
         # now: its output views were copied into the payload.
         self._lane_task[lane] = None
@@ -981,12 +983,14 @@ class Server:
             matched = self.decoder.rehearse(frame, 0)
             if matched is not None:
                 rec, values = matched
-                form, inputs = rec[0], values[6]
+                form = rec[0]
                 self.predictor.predict_ns(rec[1], size_class(form.in_bytes))
                 free = self._free_lanes
                 if free and not self._busy_lanes:  # the lane an urgent task takes next (_take_lane), idle
+                    backend = self.backend
                     try:
-                        self.backend.warm(free[-1], form.spec, inputs, form.checked)
+                        if not backend.warm_frame(free[-1], form.spec, frame, values[6], rec[4], form.checked):
+                            backend.warm(free[-1], form.spec, rec[5](frame, values[6]), form.checked)
                     except Exception:  # noqa: BLE001 - a warm-up must never stop the loop: turn it off instead
                         log.exception("cache warming failed; keep_warm_us is off from now on")
                         self._warm_ns = 0

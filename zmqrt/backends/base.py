@@ -71,6 +71,19 @@ class Backend(ABC):
         class instead of per batch size. Default: the batch as it is (a backend that prepares nothing)."""
         self.submit(lane, spec, inputs, checked, False)
 
+    def submit_frame(self, lane: int, spec, frame: bytes, offsets: Sequence[int], views: Sequence[tuple], checked,
+                     timed: bool = True) -> bool:
+        """``submit`` of a task whose inputs are byte ranges of ``frame`` (a task frame matched by a byte template:
+        input ``j`` starts at ``offsets[j]``, ``views[j]`` is its ``(dtype, count, shape or None)``), where the
+        backend can copy the bytes without numpy views of them; True: started. False: not taken, nothing done, and
+        the caller makes the views and calls ``submit``. Default: False."""
+        return False
+
+    def warm_frame(self, lane: int, spec, frame: bytes, offsets: Sequence[int], views: Sequence[tuple],
+                   checked) -> bool:
+        """``warm`` on ``submit_frame``'s path; True where that path would take the task. Default: False."""
+        return False
+
     def warm(self, lane: int, spec, inputs: Sequence[np.ndarray], checked) -> None:
         """Copy ``inputs`` where a submit on the idle ``lane`` would put them, and start nothing: the server's cache
         warming (``keep_warm_us``) then finds the copy's code and the slot's memory in the CPU's caches. Default:
@@ -89,6 +102,11 @@ class Backend(ABC):
     @abstractmethod
     def stage_times(self, lane: int) -> StageTimes | None:
         """Stage times of the lane's last task; None when it was submitted untimed."""
+
+    def finish(self, lane: int) -> tuple[list[np.ndarray], StageTimes | None]:
+        """``(collect(lane), stage_times(lane))`` of a finished lane: the server's per-task completion, one call
+        where a backend can save the others (it sits between the GPU's done and the result's send)."""
+        return self.collect(lane), self.stage_times(lane)
 
     @abstractmethod
     def close(self) -> None: ...

@@ -159,6 +159,26 @@ class CudaBackend(Backend):
             prep = self._prepare(ln, spec, rows_like(inputs, rows), checked)
         ln.submit(prep, inputs, False, len(inputs[0]) if rows != len(inputs[0]) else None)
 
+    def submit_frame(self, lane: int, spec, frame: bytes, offsets: Sequence[int], views: Sequence[tuple], checked,
+                     timed: bool = True) -> bool:
+        # The resident path only: its two input copies straight from the frame's bytes into mapped memory cost less
+        # than two numpy views of the frame and two array copies (0.4 against 0.9 µs on the dev VM).
+        if self._resident is None or (timed and self._timing) or spec.name not in OPS:
+            return False
+        count, shape = views[0][1], views[0][2]
+        if count > MAX_ELEMENTS:
+            return False
+        self._on_resident[lane] = True
+        self._resident[lane].submit_frame(spec.name, frame, offsets, count, shape, checked)
+        return True
+
+    def warm_frame(self, lane: int, spec, frame: bytes, offsets: Sequence[int], views: Sequence[tuple],
+                   checked) -> bool:
+        if self._resident is None or spec.name not in OPS or views[0][1] > MAX_ELEMENTS:
+            return False
+        self._resident[lane].copy_frame(OPS[spec.name], frame, offsets, views[0][1], views[0][2])
+        return True
+
     def warm(self, lane: int, spec, inputs: Sequence[np.ndarray], checked) -> None:
         """``submit``'s input copy, on the path an untimed task of this form would take, with nothing started: no
         request for a resident block (it reads its slot only for a new request number), no launch. Never prepares
@@ -217,6 +237,12 @@ class CudaBackend(Backend):
         if self._on_resident[lane]:
             return None  # no events on the resident path
         return self._lanes[lane].stage_times()
+
+    def finish(self, lane: int) -> tuple[list[np.ndarray], StageTimes | None]:
+        if self._on_resident[lane]:
+            return self._resident[lane].collect(), None
+        ln = self._lanes[lane]
+        return ln.collect(), ln.stage_times()
 
     def lane(self, index: int) -> Lane:
         return self._lanes[index]

@@ -43,6 +43,7 @@ _EXIT_OP = 255
 _THREADS = 256
 _CHECK_EVERY = 4096  # polls between checks that the resident block is still alive (one stream query)
 _DONE_BYTE = 64  # the done number's own cache line: the host polls it while the device reads the mailbox
+_SECOND_BYTE = MAX_ELEMENTS * 4  # the second input's place in the input slot (the kernel's second_offset)
 
 
 def load_module(arch: str, cache: KernelCache | None) -> Module:
@@ -64,6 +65,7 @@ class ResidentLane:
         self._mbox = self._ctrl_buf.view[:16].view(np.uint64)  # words A and B of ptx/resident.cu
         self._done = self._ctrl_buf.view[_DONE_BYTE:_DONE_BYTE + 4].view(np.uint32)
         self._in = self._in_buf.view.view(np.float32)
+        self._in_bytes = memoryview(self._in_buf.view)  # submit_frame's copies: bytes to bytes
         self._out = self._out_buf.view.view(np.float32)
         self._args = KernelArgs(5)
         self._args.set_ptr(0, self._ctrl_buf.device_ptr)
@@ -114,6 +116,30 @@ class ResidentLane:
         self.seq = seq = (self.seq + 1) & 0xFFFFFFFF or 1
         # _post, inline (a call less per task): word B first, word A last (see _post)
         mbox = self._mbox
+        mbox[1] = seq | (_f32_bits(checked.params["alpha"]) << 32 if op == 2 else 0)
+        mbox[0] = seq | form[3]
+
+    def copy_frame(self, op: int, frame: bytes, offsets: Sequence[int], count: int,
+                   shape: tuple[int, ...] | None) -> tuple:
+        """The two inputs' bytes (``count`` float32 each, at ``offsets`` in ``frame``) into the input slot, as
+        ``submit`` copies arrays; returns the form. Nothing is requested: alone, it is a warm-up."""
+        form = self._forms.get((op, shape or (count,))) or self._form(op, shape or (count,))
+        nbytes = count * 4
+        src, dst = memoryview(frame), self._in_bytes
+        o0, o1 = offsets
+        dst[0:nbytes] = src[o0:o0 + nbytes]
+        dst[_SECOND_BYTE:_SECOND_BYTE + nbytes] = src[o1:o1 + nbytes]
+        return form
+
+    def submit_frame(self, name: str, frame: bytes, offsets: Sequence[int], count: int,
+                     shape: tuple[int, ...] | None, checked) -> None:
+        """``submit`` of a task whose inputs are ``count`` float32 each at ``offsets`` in ``frame``: the lane must be
+        idle; ``accepts`` must hold for those inputs."""
+        op = OPS[name]
+        form = self.copy_frame(op, frame, offsets, count, shape)
+        self._outputs = form[2]
+        self.seq = seq = (self.seq + 1) & 0xFFFFFFFF or 1
+        mbox = self._mbox  # as in submit: word B first, word A last
         mbox[1] = seq | (_f32_bits(checked.params["alpha"]) << 32 if op == 2 else 0)
         mbox[0] = seq | form[3]
 
