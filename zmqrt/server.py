@@ -368,8 +368,8 @@ class Server:
         key = (reply_to, values[0])
         if key in self._inflight_keys:
             return False
-        size = size_class(form.in_bytes)
-        # _cost_if_on_time's rule, inline: a call less before the GPU starts
+        size = form.in_bytes.bit_length()  # size_class, inline: each call before the GPU starts costs
+        # _cost_if_on_time's rule, inline
         cost_ns = self.predictor.predict_ns(kernel, size)
         deadline_ns = values[3]
         if deadline_ns is not None and recv_ns + cost_ns > deadline_ns:
@@ -377,7 +377,8 @@ class Server:
         trace = self.trace
         matched_ns = time.monotonic_ns() if trace is not None else 0
         now = time.monotonic_ns()
-        lane = self._take_lane(values[1])
+        free = self._free_lanes
+        lane = free.pop() if values[1] == 0 else free.pop(0)  # _take_lane, inline
         timed = self._take_timing(lane, now)
         error = None
         backend = self.backend

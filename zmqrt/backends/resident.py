@@ -64,6 +64,8 @@ class ResidentLane:
         self._ctrl_buf.view[:] = 0
         self._mbox = self._ctrl_buf.view[:16].view(np.uint64)  # words A and B of ptx/resident.cu
         self._done = self._ctrl_buf.view[_DONE_BYTE:_DONE_BYTE + 4].view(np.uint32)
+        # The same word for poll: a memoryview item is a Python int (40 against 75 ns for a numpy scalar, per poll)
+        self._done_word = memoryview(self._ctrl_buf.view)[_DONE_BYTE:_DONE_BYTE + 4].cast("I")
         self._in = self._in_buf.view.view(np.float32)
         self._in_bytes = memoryview(self._in_buf.view)  # submit_frame's copies: bytes to bytes
         self._out = self._out_buf.view.view(np.float32)
@@ -158,7 +160,7 @@ class ResidentLane:
         mbox[0] = seq | upper_a  # last: the inputs are in host memory before the device can see the request
 
     def poll(self) -> bool:
-        if self._done[0] == self.seq:
+        if self._done_word[0] == self.seq:
             return True
         self._polls += 1
         if self._polls >= _CHECK_EVERY:
@@ -210,6 +212,8 @@ class ResidentLane:
             self.join()
         except Exception:  # a poisoned context: nothing left to stop
             pass
+        self._in_bytes.release()  # no view of the pinned memory may outlive it
+        self._done_word.release()
         for res in (self._out_buf, self._in_buf, self._ctrl_buf, self.stream):
             res.close()
 
