@@ -368,7 +368,7 @@ class Server:
         key = (reply_to, values[0])
         if key in self._inflight_keys:
             return False
-        size = form.in_bytes.bit_length()  # size_class, inline: each call before the GPU starts costs
+        size = form.in_bytes.bit_length()  # size_class, inline: a call less before the GPU starts
         # _cost_if_on_time's rule, inline
         cost_ns = self.predictor.predict_ns(kernel, size)
         deadline_ns = values[3]
