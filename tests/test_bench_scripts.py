@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead",
            "persistent_floor", "resident_probe", "tail_analysis", "batch_trace", "scaleout", "relay_engine",
-           "bulk_profile", "restart_time", "smt_probe", "paired"]
+           "bulk_profile", "restart_time", "smt_probe", "paired", "task_path"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -417,3 +417,14 @@ def test_mps_that_cannot_start_says_so_and_the_run_goes_on(tmp_path, monkeypatch
         assert on is False and "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
     out = capsys.readouterr().out
     assert ("-d failed (3" if present else "not found") in out and "time-sliced" in out
+
+
+def test_task_path_times_both_paths_against_the_floor():
+    """``task_path.versus_floor``: both paths' stages are timed on every measured task (real ZeroMQ sends), and
+    each stage is positive."""
+    from bench.task_path import versus_floor
+
+    got = versus_floor(blocks=1, block_n=60)
+    for name in ("floor", "zmqrt"):
+        for stage in ("before_gpu_us", "after_gpu_us"):
+            assert got[name][stage]["n"] == 60 and got[name][stage]["p50"] > 0, (name, stage)
