@@ -1,8 +1,9 @@
 """The backend contract the server drives: lanes that run one task at a time, asynchronously.
 
-A server calls ``submit(lane, spec, inputs, checked)`` on an idle lane, later ``poll(lane)`` until it is done
-(never blocking on any one task), then ``collect(lane)`` for the outputs and ``stage_times(lane)`` for the
-GPU-side stage times. Outputs returned by ``collect`` are views into the lane's buffers: valid until the
+A server calls ``submit(lane, spec, inputs, checked)`` on an idle lane (or ``submit_frame`` with the inputs as byte
+ranges of a task frame, where the backend takes that), later ``poll(lane)`` until it is done (never blocking on
+any one task), then ``collect(lane)`` for the outputs and ``stage_times(lane)`` for the GPU-side stage times (or
+``finish(lane)`` for both). Outputs returned by ``collect`` are views into the lane's buffers: valid until the
 next ``submit`` on that lane, so the caller encodes (copies) them before reusing the lane.
 """
 
