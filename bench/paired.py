@@ -53,10 +53,10 @@ from bench._common import (  # noqa: E402
     gpu_cpus,
     md_row,
     spawn_on,
-    summarize,
     write_results,
 )
-from bench.roundtrip import plan, receipt_to_sent  # noqa: E402
+from bench.roundtrip import drive as roundtrip_drive  # noqa: E402
+from bench.roundtrip import receipt_to_sent  # noqa: E402
 from zmqrt.placement import thread_siblings  # noqa: E402
 from zmqrt.statsview import fetch_stats  # noqa: E402
 
@@ -238,22 +238,13 @@ class Load:
 
 
 def drive(endpoint: str, load: Load, ready) -> dict:
-    """One open-loop run against ``endpoint``: round trip µs percentiles of the measured tasks answered ok, and
-    the counts (lost, not ok, wrong outputs among the sampled ones, missed deadlines)."""
-    from ingest.openloop import run_open_loop
-
-    tasks, kept = plan(load.warm + load.n, load.rate_hz, load.deadline_us, np.random.default_rng(load.seed),
-                       load.warm)
-    recs = run_open_loop(endpoint, tasks, timeout_s=10.0, keep_outputs=lambda i: i in kept, ready=ready)
-    # Wrong = answered ok with the wrong numbers; tasks not answered ok are counted in not_ok, not here.
-    wrong = sum(1 for i, inputs in kept.items() if recs[i].status == "ok"
-                and (recs[i].outputs is None or not np.allclose(recs[i].outputs[0], inputs[0] + inputs[1])))
-    body = recs[load.warm:]
-    ok = [r for r in body if r.status == "ok"]
+    """``bench/roundtrip.py``'s open-loop run against ``endpoint``: round trip µs percentiles of the measured tasks
+    answered ok, and the counts (lost, not ok, wrong outputs among the sampled ones, missed deadlines)."""
+    row, body = roundtrip_drive(endpoint, load.n, load.rate_hz, load.deadline_us, np.random.default_rng(load.seed),
+                                load.warm, ready=ready)
+    counts = {k: row.pop(k) for k in ("lost", "not_ok", "wrong_outputs", "missed")}
     codes = sorted({f"{r.status} {r.code}: {r.message}" for r in body if r.status != "ok"})
-    return {"roundtrip_us": summarize([r.latency_ns for r in ok]) if ok else {},
-            "lost": sum(r.status == "lost" for r in body), "not_ok": len(body) - len(ok), "wrong_outputs": wrong,
-            "missed": sum(r.missed_deadline for r in ok), "not_ok_examples": codes[:5]}
+    return {"roundtrip_us": row, **counts, "not_ok_examples": codes[:5]}
 
 
 def producer_main(slot: int, endpoint: str, load: Load, barrier, out_q) -> None:

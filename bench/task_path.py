@@ -55,9 +55,7 @@ def _stand_in(lanes: int):
             slot[:n] = a
             slot[n:2 * n] = b
             self.copied_ns = time.perf_counter_ns()  # where the GPU would start: the inputs are in place
-            out = self._out[lane][:n]
-            np.add(slot[:n], slot[n:2 * n], out=out)
-            self._views[lane] = [out]
+            self._add(lane, n)
 
         def submit_frame(self, lane, spec, frame, offsets, views, checked, timed=True):
             """The resident lane's copies from the frame's bytes (CudaBackend.submit_frame), then the sum."""
@@ -69,11 +67,15 @@ def _stand_in(lanes: int):
             dst[0:nbytes] = src[o0:o0 + nbytes]
             dst[nbytes:2 * nbytes] = src[o1:o1 + nbytes]
             self.copied_ns = time.perf_counter_ns()
+            self._add(lane, n)
+            return True
+
+        def _add(self, lane, n):
+            """The GPU's part: the sum of the slot's two inputs; the outputs are a view of the lane's output slot."""
             slot = self._in[lane]
             out = self._out[lane][:n]
             np.add(slot[:n], slot[n:2 * n], out=out)
             self._views[lane] = [out]
-            return True
 
         def warm(self, lane, spec, inputs, checked):
             a, b = inputs
