@@ -1,22 +1,24 @@
-"""Layouts of the resident lane's block against each other, in one process: which one sees a request soonest.
+"""Orderings of the resident lane's block against each other, in one process: what its system fences cost.
 
 A resident lane (``zmqrt/backends/resident.py``, ``ptx/resident.cu``) costs a task its input copy, two mailbox
-stores, and then the GPU's part: a poll read of host memory that sees the request, the inputs' read, the output's
-write, a system fence and the done number's write, each over PCIe, and the host's poll of the done number. One
-poller has one read in flight, so a request stored just after a read left waits for the next one; warps that only
-poll, out of phase, each with a read in flight, should see it sooner. This measures, per variant:
+stores, and then the GPU's part: a poll read of host memory that sees the request, an acquire, the inputs' read and
+the output's write over PCIe, a release (the output before the done number), the done number's write, and the
+host's poll of it. Call 1 of session 24 split that with clock64: of about 3.9 µs in the block, the release fence
+(every thread's ``__threadfence_system``) took 1.8 and the acquire fence 0.6. ``ptx/resident.cu``'s
+``RESIDENT_FENCE`` modes do the same ordering with fewer fences; this measures, per mode:
 
 - the host's time from the input copy to the done number seen (``submit_frame`` + ``poll``, the server's calls),
-  with a random idle gap before each task so that a request lands at a random point of the pollers' cycle, as
+  with a random idle gap before each task so that a request lands at a random point of the block's poll cycle, as
   tasks arriving at 10 kHz do (back-to-back tasks would lock the host's store to the block's poll phase);
-- with ``RESIDENT_STAMPS`` builds, the block's own split (clock64 on its first worker): request seen -> fence ->
-  inputs read and output written -> fence and barrier.
+- with ``RESIDENT_STAMPS`` builds, the block's own split (clock64 on thread 0): request seen -> acquire done ->
+  inputs read and output written -> barrier and release done.
 
 Variants run in rounds, shuffled each round, one block running at a time (each lane is started, measured, stopped),
 so a drifting host weighs on all alike. Every variant's outputs are checked bit for bit against numpy on fresh
-random inputs of both kernels, the outputs poisoned first.
+random inputs of both kernels, the outputs poisoned first (mode 9, which has no release, is there only to show
+what the release costs: a check that passes does not make it safe).
 
-Usage: python3 bench/resident_variants.py [--n 20000] [--rounds 5] [--gap-us 20] [--pollers 0,1,2,4,8]
+Usage: python3 bench/resident_variants.py [--n 20000] [--rounds 5] [--gap-us 20] [--modes 0,1,2,3,9]
 """
 
 from __future__ import annotations
@@ -116,7 +118,11 @@ def _stamps(module, lane, first: int, n: int, clock_khz: int) -> dict:
             "fence_out_us": float(np.median(sel[:, 3] - sel[:, 2]) * us)}
 
 
-def measure(n: int, rounds: int, gap_us: float, pollers: list[int], acqrel: bool) -> dict:
+MODES = {0: "every thread fences (legacy)", 1: "thread 0 fences, after barriers", 2: "acquire load, thread 0 fences",
+         3: "acquire load, release store", 9: "acquire load, no release (UNSAFE, timing only)"}
+
+
+def measure(n: int, rounds: int, gap_us: float, modes: list[int]) -> dict:
     from cuda.bindings import driver as cu
 
     from zmqrt.backends.resident import SOURCE, ResidentLane
@@ -129,34 +135,29 @@ def measure(n: int, rounds: int, gap_us: float, pollers: list[int], acqrel: bool
     clock_khz = cu_check(cu.cuDeviceGetAttribute(cu.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_CLOCK_RATE,
                                                  device.cu_device), "cuDeviceGetAttribute")
     text = SOURCE.read_text()
-    builds = {"membar": (), "stamps": ("-DRESIDENT_STAMPS",)}
-    if acqrel:
-        builds["acqrel"] = ("-DRESIDENT_FENCE_ACQREL",)
-    modules = {k: Module(compile_source(text, "resident.cu", device.info.arch, (*COMPILE_OPTIONS, *opts)).cubin,
-                         f"resident {k}") for k, opts in builds.items()}
-    variants = [(f"{p} poller warps" if p else "one poller thread (legacy)", "membar", p) for p in pollers]
-    if acqrel:
-        variants += [(f"{p} poller warps, fence.acq_rel.sys" if p else "legacy, fence.acq_rel.sys", "acqrel", p)
-                     for p in (min(pollers), max(pollers))]
-    stamp_variants = [(f"stamps: {p} poller warps" if p else "stamps: legacy", "stamps", p)
-                      for p in (min(pollers), max(pollers))]
+    # (name, mode, stamped): each mode's plain build is timed by the host, its stamped build split by the block
+    variants = [(f"{m}: {MODES[m]}" + (" [stamps]" if st else ""), m, st) for m in modes for st in (False, True)]
+    modules = {name: Module(compile_source(text, "resident.cu", device.info.arch,
+                                           (*COMPILE_OPTIONS, f"-DRESIDENT_FENCE={m}",
+                                            *(("-DRESIDENT_STAMPS",) if st else ()))).cubin, name)
+               for name, m, st in variants}
     # Every lane allocated before any block runs: allocation may wait for running kernels
-    lanes = {name: ResidentLane(modules[build], 0, p) for name, build, p in variants + stamp_variants}
+    lanes = {name: ResidentLane(modules[name]) for name, _, _ in variants}
     rng = np.random.default_rng()
     prng = random.Random(7)
     a = rng.standard_normal(NEL).astype(np.float32)
     b = rng.standard_normal(NEL).astype(np.float32)
     frame, offsets = _frame(a, b)
     gap_ns = int(gap_us * 1000)
-    samples: dict[str, list[int]] = {name: [] for name, _, _ in variants}
+    samples: dict[str, list[int]] = {name: [] for name, _, st in variants if not st}
     wrong: dict[str, int] = {name: 0 for name in lanes}
-    splits: dict[str, list[dict]] = {name: [] for name, _, _ in stamp_variants}
+    splits: dict[str, list[dict]] = {name: [] for name, _, st in variants if st}
     per_round = max(1, n // rounds)
     try:
         for r in range(rounds):
-            order = list(variants + stamp_variants)
+            order = list(variants)
             prng.shuffle(order)
-            for name, build, _ in order:
+            for name, _, stamped in order:
                 lane = lanes[name]
                 lane.start()
                 try:
@@ -164,8 +165,8 @@ def measure(n: int, rounds: int, gap_us: float, pollers: list[int], acqrel: bool
                     _timed(lane, frame, offsets, 500, gap_ns, prng)
                     first = lane.seq + 1
                     got = _timed(lane, frame, offsets, per_round, gap_ns, prng)
-                    if build == "stamps":
-                        splits[name].append(_stamps(modules["stamps"], lane, first, per_round, clock_khz))
+                    if stamped:
+                        splits[name].append(_stamps(modules[name], lane, first, per_round, clock_khz))
                     else:
                         samples[name] += got
                 finally:
@@ -189,7 +190,7 @@ def measure(n: int, rounds: int, gap_us: float, pollers: list[int], acqrel: bool
 def table(results: dict) -> str:
     rows = results["variants"]
     base = next(iter(rows.values()))
-    lines = [f"# Resident lane layouts: {results['card']}", "",
+    lines = [f"# Resident lane orderings: {results['card']}", "",
              f"1 KiB vector_add from a frame (submit_frame) to the done number seen, host clock, µs; a random idle gap "
              f"of 0 to {results['gap_us']:.0f} µs before each task; {results['rounds']} rounds, variants shuffled "
              "each round. Ratio: the variant's p50 over the first row's.", "",
@@ -199,9 +200,11 @@ def table(results: dict) -> str:
                              f"{s['p50'] / base['p50']:.3f}", str(results["verify_wrong"][name])]))
     lines += ["", "The block's split (clock64 on its first worker, medians, µs):", "",
               md_row(["variant", "seen -> acquire fence done", "inputs read, output written",
-                      "release fence + barrier"]), md_row(["---"] * 4)]
+                      "barrier + release fence"]), md_row(["---"] * 4)]
     for name, s in results["split_us"].items():
         lines.append(md_row([name, f"{s['fence_in_us']:.2f}", f"{s['serve_us']:.2f}", f"{s['fence_out_us']:.2f}"]))
+    wrong = {k: v for k, v in results["verify_wrong"].items() if "[stamps]" in k}
+    lines += ["", "Stamped builds' wrong outputs: " + ", ".join(f"{k.split(':')[0]}: {v}" for k, v in wrong.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -210,10 +213,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000, help="timed tasks per variant (over all rounds)")
     ap.add_argument("--rounds", type=int, default=5, help="rounds; variants shuffled in each")
     ap.add_argument("--gap-us", type=float, default=20.0, help="random idle gap before each task, 0 to this (µs)")
-    ap.add_argument("--pollers", default="0,1,2,4,8", help="poller warps per variant; 0: the one-thread layout")
-    ap.add_argument("--acqrel", action="store_true", help="also fence.acq_rel.sys builds of the smallest and largest")
+    ap.add_argument("--modes", default="0,1,2,3,9", help="RESIDENT_FENCE modes of ptx/resident.cu to compare")
     args = ap.parse_args()
-    results = measure(args.n, args.rounds, args.gap_us, [int(p) for p in args.pollers.split(",")], args.acqrel)
+    results = measure(args.n, args.rounds, args.gap_us, [int(m) for m in args.modes.split(",")])
     text = table(results)
     print(text, flush=True)
     print(f"wrote {write_results('resident_variants', results, text)}")

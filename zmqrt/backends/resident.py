@@ -40,9 +40,7 @@ SOURCE = Path(__file__).resolve().parents[2] / "ptx" / "resident.cu"
 MAX_ELEMENTS = 4096  # per input (16 KiB of float32)
 OPS = {"vector_add": 1, "saxpy": 2}  # kernel name -> op code of ptx/resident.cu
 _EXIT_OP = 255
-_WORKERS = 256  # ptx/resident.cu's RESIDENT_WORKERS: the threads that do the arithmetic
-# Warps that only poll the mailbox, each with its own read in flight (ptx/resident.cu): 0 is the one-poller layout
-POLLER_WARPS = 0
+_THREADS = 256
 _CHECK_EVERY = 4096  # polls between checks that the resident block is still alive (one stream query)
 _DONE_BYTE = 64  # the done number's own cache line: the host polls it while the device reads the mailbox
 _SECOND_BYTE = MAX_ELEMENTS * 4  # the second input's place in the input slot (the kernel's second_offset)
@@ -56,9 +54,8 @@ def load_module(arch: str, cache: KernelCache | None) -> Module:
 class ResidentLane:
     """One resident block, its stream and its mailbox. Not thread-safe: one loop drives it."""
 
-    def __init__(self, module: Module, stream_priority: int = 0, poller_warps: int = POLLER_WARPS) -> None:
+    def __init__(self, module: Module, stream_priority: int = 0) -> None:
         self._closed = False
-        self._threads = _WORKERS + 32 * poller_warps
         self.running = False
         self.stream = Stream(stream_priority)
         self._ctrl_buf = PinnedBuffer(128, mapped=True)
@@ -93,7 +90,7 @@ class ResidentLane:
     def start(self) -> None:
         """Launch the block. Start every lane only after all are built: allocating after a block runs may wait."""
         self._polls = 0
-        cu_check(cu.cuLaunchKernel(self._func, 1, 1, 1, self._threads, 1, 1, 0, self.stream.handle, self._args.address,
+        cu_check(cu.cuLaunchKernel(self._func, 1, 1, 1, _THREADS, 1, 1, 0, self.stream.handle, self._args.address,
                                    0), "cuLaunchKernel(resident_lane)")
         self.running = True
 
