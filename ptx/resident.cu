@@ -10,7 +10,7 @@
 // separate cache line, which the host polls. Op RESIDENT_EXIT returns (after publishing its number, so that a
 // restarted block, which starts from the done number, does not see it again).
 //
-// Ordering (RESIDENT_FENCE, 2 unless the build says; bench/resident_variants.py times the modes against each other):
+// Ordering (RESIDENT_FENCE, 3 unless the build says; bench/resident_variants.py times the modes against each other):
 //   0: every thread runs __threadfence_system after the request is seen and again after its output writes.
 //   1: thread 0 alone: a system fence after it sees the request (before the barrier that hands it to the block),
 //      and one after the barrier that follows the output writes, before the done number. Fences are cumulative:
@@ -31,7 +31,7 @@
 #define RESIDENT_EXIT 255u
 
 #ifndef RESIDENT_FENCE
-#define RESIDENT_FENCE 2
+#define RESIDENT_FENCE 3
 #endif
 
 #ifdef RESIDENT_STAMPS
