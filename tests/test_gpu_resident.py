@@ -211,30 +211,3 @@ def test_tasks_copied_from_their_frames_match_numpy_and_the_launched_kernels_bit
                     assert be.submit_frame(lane, spec, frame, values[6], rec[4], checked, False)
                     be.wait(lane)
                     np.testing.assert_array_equal(be.collect(lane)[0], want[0])
-
-
-def test_spin_done_sees_the_done_word_and_gives_way_to_a_frame_or_the_clock():
-    """``spin_done`` returns True once the block is done (outputs right, poisoned first); with a frame waiting or
-    the time spent it returns at once, and a later watch still completes the same task."""
-    import time
-
-    rng = np.random.default_rng()
-    with _backend(True, lanes=1) as be:
-        spec = be.registry.get("vector_add")
-        res = be._resident[0]
-        for _ in range(200):
-            inputs = [rng.standard_normal(256).astype(np.float32) for _ in range(2)]
-            res._out[:] = np.nan
-            be.submit(0, spec, inputs, spec.check(inputs, {}), False)
-            assert be.spin_done(0, time.monotonic_ns() + 1_000_000_000, lambda: 0)
-            np.testing.assert_array_equal(be.collect(0)[0], inputs[0] + inputs[1])
-        # Interrupted at its first look (a frame waits), or past its limit: no busy wait, the task not lost
-        inputs = [rng.standard_normal(256).astype(np.float32) for _ in range(2)]
-        be.submit(0, spec, inputs, spec.check(inputs, {}), False)
-        t0 = time.monotonic_ns()
-        be.spin_done(0, t0 + 10**9, lambda: 1)
-        be.spin_done(0, 0, lambda: 0)
-        assert time.monotonic_ns() - t0 < 5_000_000
-        while not be.spin_done(0, time.monotonic_ns() + 1_000_000, lambda: 0):
-            pass
-        np.testing.assert_array_equal(be.collect(0)[0], inputs[0] + inputs[1])

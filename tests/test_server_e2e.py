@@ -495,35 +495,3 @@ def test_stage_timing_gap_is_checked():
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="stage_timing_gap_ms"):
             build_config(stage_timing_gap_ms=bad)
-
-
-class SpinDoneCpuBackend(CpuBackend):
-    """A CPU backend whose ``poll`` never says done: only ``spin_done`` completes a task, after a few of its own
-    checks (as a resident lane's done word flips while the server watches it). Records each call."""
-
-    def __init__(self, *a, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.calls: list[tuple[int, int]] = []  # (lane, limit_ns - now)
-
-    def poll(self, lane: int) -> bool:
-        return False
-
-    def spin_done(self, lane: int, limit_ns: int, frame_waiting) -> bool:
-        self.calls.append((lane, limit_ns - time.monotonic_ns()))
-        frame_waiting()  # callable; its answer does not matter here
-        return len(self.calls) % 3 == 0  # done on every third watch: the loop must come back to it
-
-
-def test_one_task_in_flight_is_completed_through_spin_done(ingest_ep):
-    backend = SpinDoneCpuBackend(load_registry(), lanes=2)
-    rng = np.random.default_rng()
-    with running_server(ingest_ep, lanes=2, backend_instance=backend) as server, \
-            Client(server.receiver.endpoint, timeout_s=10) as client:
-        for _ in range(20):
-            a, b = rng.standard_normal(256).astype(np.float32), rng.standard_normal(256).astype(np.float32)
-            res = client.call("vector_add", a, b, deadline_us=10_000_000)
-            assert res.status.value == "ok", (res.code, res.message)
-            np.testing.assert_array_equal(res.outputs[0], a + b)
-        assert server.results_sent == 20
-    assert len(backend.calls) >= 60  # three watches a task: a watch that ends undone goes back to the loop
-    assert all(0 < left <= 50_000 for _, left in backend.calls)

@@ -63,8 +63,6 @@ from .trace import (
 log = logging.getLogger("zmqrt")
 
 _READ_AHEAD = 8  # frames read per loop pass while every lane is busy
-# The longest watch of one task's lane alone (_spin_done) before a loop pass: housekeeping and stats every ms hold
-_SPIN_DONE_NS = 50_000
 _WARM_FORMS_MAX = 8  # forms kept warm in turn (keep_warm_us); as many as the decoder keeps byte templates
 _BULK_LAYOUTS = 4  # batches (layouts) read from one backlog at most
 # Deferred bookkeeping entries before a busy loop applies them anyway; ZMQRT_BOOKS_MAX=1 applies each at once,
@@ -913,20 +911,6 @@ class Server:
             done_any = True
         return done_any
 
-    def _spin_done(self, lane: int, frame_waiting) -> bool:
-        """The one task in flight, with nothing queued: watch its lane alone (``Backend.spin_done``) until it is
-        done (then complete it), a frame waits, or ``_SPIN_DONE_NS`` pass. A loop pass between two polls was about
-        1 µs on the dev VM, so a resident lane's done word was seen half a pass late on average; a frame that
-        arrives meanwhile is seen within a few checks. True: something was done."""
-        try:
-            if not self.backend.spin_done(lane, time.monotonic_ns() + _SPIN_DONE_NS, frame_waiting):
-                return False
-        except CudaError as e:
-            self._gpu_fault(str(e), fatal=e.sticky)
-            return True
-        self._complete(lane)
-        return True
-
     def _complete(self, lane: int) -> None:
         if self._lane_bulk[lane] is not None:
             self._complete_bulk(lane)
@@ -1248,9 +1232,6 @@ class Server:
         # Without spin: poll this long after the last piece of work before sleeping (idle_poll_us; inf with spin).
         poll_ns = idle_poll_us(self.cfg) * 1000
         active_ns = 0  # when the loop last had work: a frame read, a lane busy, a task queued
-
-        def frame_waiting() -> int:
-            return readable(EVENTS) & POLLIN
         while not self._stop.is_set():
             # One frame per pass while a lane is free, then completions, then dispatch: a task read while a lane
             # is free starts at once. Reading a batch of 64 first made a burst wait for all 64 decodes (~0.5 ms)
@@ -1296,13 +1277,8 @@ class Server:
                     self._accept_backlog(frames, stamps)
                     break
                 accept(frame)
-            busy = self._busy_lanes
-            if busy:
-                if self._poll_lanes():
-                    progressed = True
-                elif (len(busy) == 1 and not len(self.sched) and self._pending_bulk is None and not router.backlog
-                      and self._spin_done(busy[0], frame_waiting)):
-                    progressed = True
+            if self._busy_lanes and self._poll_lanes():
+                progressed = True
             if self._free_lanes and (len(self.sched) or self._pending_bulk is not None):
                 self._dispatch_free()
             now = time.monotonic_ns()

@@ -94,14 +94,6 @@ class Backend(ABC):
     @abstractmethod
     def poll(self, lane: int) -> bool: ...
 
-    def spin_done(self, lane: int, limit_ns: int, frame_waiting) -> bool:
-        """Whether ``lane``'s task is done, watching it alone in a tight loop where the backend has a cheap check,
-        until it is done, ``frame_waiting()`` is true or ``time.monotonic_ns()`` passes ``limit_ns``. The server
-        calls it when one task is in flight and nothing else is to do: its loop pass (a ZeroMQ events query, the
-        queue, housekeeping) is far longer than one check, so the done word is seen up to a pass late.
-        Default: one ``poll`` (a check that is itself a driver call gains nothing from a tight loop)."""
-        return self.poll(lane)
-
     @abstractmethod
     def wait(self, lane: int) -> None: ...
 

@@ -216,11 +216,6 @@ class CudaBackend(Backend):
             return self._resident[lane].poll()
         return self._lanes[lane].poll()
 
-    def spin_done(self, lane: int, limit_ns: int, frame_waiting) -> bool:
-        if self._on_resident[lane]:
-            return self._resident[lane].spin_done(limit_ns, frame_waiting)
-        return self._lanes[lane].poll()  # an event query per check: the server's loop pass is as good
-
     def wait(self, lane: int) -> None:
         if self._on_resident[lane]:
             self._resident[lane].wait()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import struct
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,8 +42,6 @@ OPS = {"vector_add": 1, "saxpy": 2}  # kernel name -> op code of ptx/resident.cu
 _EXIT_OP = 255
 _THREADS = 256
 _CHECK_EVERY = 4096  # polls between checks that the resident block is still alive (one stream query)
-_SPIN_BATCH = 16  # spin_done's checks of the done word between its looks at the clock and the ingest socket
-_SPIN_RANGE = range(_SPIN_BATCH)
 _DONE_BYTE = 64  # the done number's own cache line: the host polls it while the device reads the mailbox
 _SECOND_BYTE = MAX_ELEMENTS * 4  # the second input's place in the input slot (the kernel's second_offset)
 
@@ -170,22 +167,6 @@ class ResidentLane:
             self._polls = 0
             self._check_alive()
         return False
-
-    def spin_done(self, limit_ns: int, frame_waiting) -> bool:
-        """``poll`` in a tight loop: until done, ``frame_waiting()`` is true or the monotonic clock passes
-        ``limit_ns``; both are asked every ``_SPIN_BATCH`` checks (a ZeroMQ events query costs several checks)."""
-        word, seq = self._done_word, self.seq
-        clock = time.monotonic_ns
-        while True:
-            for _ in _SPIN_RANGE:
-                if word[0] == seq:
-                    return True
-            self._polls += _SPIN_BATCH
-            if self._polls >= _CHECK_EVERY:
-                self._polls = 0
-                self._check_alive()
-            if frame_waiting() or clock() > limit_ns:
-                return word[0] == seq
 
     def _check_alive(self) -> None:
         err = cu.cuStreamQuery(self.stream.handle)[0]
