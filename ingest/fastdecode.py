@@ -119,7 +119,7 @@ class TaskDecoder:
         # as long with the hint (bench/NOTES.md 37; on the H200 host's stream no effect showed beyond its drift).
         # A frame of another form that happens to have that length fails the hint's byte comparison and takes the
         # scan.
-        self._by_length: dict[int, FrameTemplate] = {}
+        self._by_length: dict[int, tuple] = {}
         self.templated = 0  # tasks decoded from a byte template (diagnostics)
 
     @property
@@ -186,8 +186,8 @@ class TaskDecoder:
         lane copies the inputs' bytes from the frame, no view made), and builds the Task (``task``) while the GPU
         runs."""
         # ``take``: the checked slot values and the inputs' offsets, or None
-        tpl = self._by_length.get(len(frame))
-        got = tpl.take(frame, recv_ns) if tpl is not None else None
+        hit = self._by_length.get(len(frame))  # (template, its exact take for this frame length)
+        got = hit[1](frame, recv_ns) if hit is not None else None
         if got is None:
             templates = self._templates
             for i, tpl in enumerate(templates):
@@ -198,10 +198,12 @@ class TaskDecoder:
                     by_length = self._by_length
                     if len(by_length) >= _BY_LENGTH_MAX:
                         by_length.clear()
-                    by_length[len(frame)] = tpl
+                    by_length[len(frame)] = (tpl, tpl.exact_take(frame))
                     break
             else:
                 return None
+        else:
+            tpl = hit[0]
         self.templated += 1
         return tpl.form, got
 

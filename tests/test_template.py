@@ -172,3 +172,56 @@ def test_compiled_views_reshape_each_input_to_its_shape():
     assert a.shape == (4, 4) and a.dtype == np.float32 and a.tobytes() == frame[4:68]
     assert b.shape == (8,) and b.dtype == np.complex64 and b.tobytes() == frame[100:164]
     assert a.base.base is frame and b.base is frame and not a.flags.writeable  # views: no copy
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_exact_take_answers_as_take(data):
+    """``exact_take`` (the fast path for one frame's layout, the decoder's per-length hint) against the template's
+    ``take`` on the other frames: frames of the same layout with new slot values (every encoding msgpack picks for
+    them, so some keep the layout and some do not), and mutated or cut frames. Same answer every time, refusals
+    included; and frames of the exact layout do take the fast path (its regex matches)."""
+    tid = data.draw(st.one_of(st.integers(0, 2**40), st.text(min_size=1, max_size=40)))
+    layout = {k: data.draw(SCALARS) if data.draw(st.booleans()) else v
+              for k, v in (("priority", 3), ("deadline_us", 250.0), ("period_us", 100.0), ("sent_ns", 12345))}
+    dec = warmed(id=tid, period_us=100.0, sent_ns=12345)
+    tpl = dec.templates[0]
+    first = msgpack.packb(base_task(0, id=data.draw(SCALARS), **layout))
+    if tpl.take(first, 0) is None:
+        return  # exact_take is built only from a frame that take accepted
+    exact = tpl.exact_take(first)
+    assert exact(first, 7) == tpl.take(first, 7) or math.isnan(first_deadline(tpl.take(first, 7)))
+    for _ in range(5):
+        slots = {k: data.draw(SCALARS) if data.draw(st.booleans()) else v for k, v in layout.items()}
+        frame = bytearray(msgpack.packb(base_task(0, id=data.draw(SCALARS), **slots)))
+        if data.draw(st.booleans()):
+            for _ in range(data.draw(st.integers(1, 2))):
+                frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
+        if data.draw(st.booleans()):
+            del frame[data.draw(st.integers(0, len(frame))):]
+        frame = bytes(frame)
+        recv_ns = data.draw(st.integers(0, 2**62))
+        assert repr(exact(frame, recv_ns)) == repr(tpl.take(frame, recv_ns))  # repr: NaN equals NaN, 1 is not 1.0
+
+
+def first_deadline(took):
+    return took[2] if took is not None and isinstance(took[2], float) else 0.0
+
+
+def test_exact_take_takes_its_fast_path_for_its_layout():
+    """Frames of the first frame's layout (ids of the same width, any values in the same encodings) take the
+    compiled regex path, and answer as ``take``; a wider id falls back to ``take`` with the same answer."""
+    dec = warmed(id="task-0000", period_us=100.0, sent_ns=12345)
+    tpl = dec.templates[0]
+    exact = tpl.exact_take(msgpack.packb(base_task(0, id="task-0001", period_us=100.0, sent_ns=2**40)))
+    assert exact is not tpl.take
+    fullmatch = exact.__defaults__[0]
+    rng = np.random.default_rng(5)
+    for i in range(200):
+        frame = msgpack.packb(base_task(int(rng.integers(1 << 30)), id=f"task-{i:04d}", priority=int(i % 8),
+                                        deadline_us=float(rng.uniform(0, 1e6)), period_us=float(rng.uniform(1, 1e4)),
+                                        sent_ns=int(rng.integers(2**32, 2**63))))
+        assert fullmatch(frame) is not None
+        assert exact(frame, i) == tpl.take(frame, i) is not None
+    wide = msgpack.packb(base_task(0, id="task-000001", period_us=100.0, sent_ns=2**40))
+    assert fullmatch(wide) is None and exact(wide, 3) == tpl.take(wide, 3) is not None
