@@ -358,82 +358,89 @@ def _compile(segments: tuple, tbytes: tuple, checks: SlotChecks | None = None) -
     return namespace[name]
 
 
-# Scalar type byte -> (struct code for the bytes after it, their width, Python type) for ``_compile_exact``; the
-# fixints and fixstr are handled there (the value is in, or its length given by, the type byte).
-_EXACT = {0xCC: ("B", 1, int), 0xCD: ("H", 2, int), 0xCE: ("I", 4, int), 0xCF: ("Q", 8, int),
-          0xD0: ("b", 1, int), 0xD1: ("h", 2, int), 0xD2: ("i", 4, int), 0xD3: ("q", 8, int),
-          0xCA: ("f", 4, float), 0xCB: ("d", 8, float)}
+# Scalar type byte -> (struct code of the bytes after it, Python type) for ``_compile_exact``; the fixints, nil and
+# fixstr are handled there (the value is in, or its length given by, the type byte).
+_EXACT = {0xCC: ("B", int), 0xCD: ("H", int), 0xCE: ("I", int), 0xCF: ("Q", int), 0xD0: ("b", int), 0xD1: ("h", int),
+          0xD2: ("i", int), 0xD3: ("q", int), 0xCA: ("f", float), 0xCB: ("d", float)}
+_EXACT_CODE: dict[str, Any] = {}  # generated source -> its code object: a new layout of a known shape costs no compile
 
 
-def _exact_slot(frame_type: int | None, kind: int, checks: SlotChecks) -> tuple[bytes, str, type | None] | None:
-    """A scalar slot's part of the exact layout: (its regex, its struct format, the Python type of its value), or
-    None where ``take`` would refuse every value of this encoding (the general path then answers alone)."""
-    import re
-
-    if frame_type is None:
-        return None
-    if frame_type < 0x80:  # positive fixint: the value is the type byte
-        return b"[\x00-\x7f]", "B", int
-    if frame_type >= 0xE0:  # negative fixint
-        return b"[\xe0-\xff]", "b", int
-    if frame_type == 0xC0:  # nil: a constant None
-        return b"\xc0", "x", type(None)
-    if 0xA0 <= frame_type <= 0xBF:  # fixstr of the template's length: only an id may be a str
-        n = frame_type & 0x1F
+def _exact_slot(tbyte: int, kind: int, checks: SlotChecks) -> tuple[bytes, str, type, str] | None:
+    """A scalar slot's part of the exact layout: (its literal type byte, or b"" where the type byte is the value;
+    the value's struct code, "" for nil; the value's Python type; a test that the value is still of the type
+    byte's class, ``{v}`` standing for it, or ""), or None where ``take`` refuses every value of this encoding
+    (the general path then answers alone)."""
+    if tbyte < 0x80:  # positive fixint: the value is the type byte
+        return b"", "B", int, "{v} < 0x80"
+    if tbyte >= 0xE0:  # negative fixint
+        return b"", "b", int, "-0x20 <= {v} < 0"  # 0xE0..0xFF as 'b'; any other byte is another type
+    if tbyte == 0xC0:
+        return b"\xc0", "", type(None), ""
+    if 0xA0 <= tbyte <= 0xBF:  # fixstr of the template's length: only an id may be a str
+        n = tbyte & 0x1F
         if kind != 0 or not 0 < n <= checks.max_id_len:
             return None
-        return re.escape(bytes([frame_type])) + b".{%d}" % n, f"x{n}s", str
-    got = _EXACT.get(frame_type)
-    if got is None:
-        return None
-    code, width, kind_type = got
-    return re.escape(bytes([frame_type])) + b".{%d}" % width, f"x{code}", kind_type
+        return bytes([tbyte]), f"{n}s", str, ""
+    got = _EXACT.get(tbyte)
+    return None if got is None else (bytes([tbyte]), got[0], got[1], "")
 
 
 def _compile_exact(segments: tuple, tbytes: tuple, checks: SlotChecks, general: Any) -> Any:
-    """``take`` for frames laid out exactly as the template's own (every slot in its encoding and width), else
-    ``general(frame, recv_ns)``; None when the template has no such layout worth a path (a slot type that
-    ``take`` always refuses).
+    """``take`` for frames laid out exactly as the one these segments came from (every slot in its encoding and
+    width), else ``general(frame, recv_ns)``; None when that layout has no such path (a slot type that ``take``
+    always refuses).
 
     Why: the general ``take`` decodes slot by slot in Python (six ``startswith``, per-slot type tests and
-    unpacks: 1.8 µs a 1 KiB task on the dev VM). In the exact layout every offset is fixed: one compiled regex
-    (``fullmatch``: every fixed byte and every type byte in C) and one ``struct.unpack_from`` for all slot values
-    take about 0.8. The type of each value is then known, so only the range checks remain. A producer keeps its
-    encoding, so nearly every frame that finds its template by length takes this path."""
-    import re
+    unpacks: 1.9 µs a 1 KiB task on the dev VM). In one exact layout every offset is fixed: one ``unpack_from``
+    reads every fixed byte range (type bytes included), compared as one tuple, and a second one every slot value:
+    about 0.8 µs. Each value's type is then known, so only the range checks remain. Building one is cheap (two
+    ``struct.Struct``s; the generated code is compiled once per shape of layout), so the decoder builds one per
+    frame length as it first sees it: a slot's width changes with its value (an int id past 127, a longer str id)."""
+    fixed_fmt, value_fmt, fixed, names, types, offsets = [">"], [">"], [], [], {}, []
+    run, tests = b"", []  # run: fixed bytes not yet closed into a field
 
-    pattern, fmt, names, types = [], [">"], [], {}
-    offsets, pos = [], 0
-    for (fixed, n, kind, size), tbyte in zip(segments, (*tbytes, None), strict=True):
-        pattern.append(re.escape(fixed))
-        fmt.append(f"{n}x" if n else "")
-        pos += n
+    def close_run() -> None:
+        nonlocal run
+        if run:
+            fixed_fmt.append(f"{len(run)}s")
+            fixed.append(run)
+            value_fmt.append(f"{len(run)}x")
+            run = b""
+
+    for (seg, _, kind, size), tbyte in zip(segments, (*tbytes, None), strict=True):
+        run += seg
         if kind == -1:
             break
         if kind >= _DATA:
-            pattern.append(b".{%d}" % size)
-            fmt.append(f"{size}x")
-            offsets.append(pos)
-            pos += size
+            close_run()
+            offsets.append(struct.calcsize("".join(value_fmt)))
+            fixed_fmt.append(f"{size}x")
+            value_fmt.append(f"{size}x")
             continue
         slot = _exact_slot(tbyte, kind, checks)
         if slot is None:
             return None
-        regex, code, kind_type = slot
-        pattern.append(regex)
-        fmt.append(code)
-        pos += struct.calcsize(">" + code)
+        literal, code, kind_type, test = slot
+        run += literal
         types[kind] = kind_type
-        if code != "x":
+        if code:
+            close_run()
+            fixed_fmt.append(f"{struct.calcsize('>' + code)}x")
+            value_fmt.append(code)
             names.append(f"v{kind}")
-    if len(offsets) != sum(1 for seg in segments if seg[2] >= _DATA) or struct.calcsize("".join(fmt)) != pos:
+            if test:  # the byte is the value: is it still of the fixint class?
+                tests.append(f"if not {test.format(v=f'v{kind}')}: return _general(frame, recv_ns)")
+    close_run()
+    total = struct.calcsize("".join(fixed_fmt))
+    if total != struct.calcsize("".join(value_fmt)) or len(offsets) != sum(1 for seg in segments if seg[2] >= _DATA):
         return None
-    body = ["m = _fm(frame)", "if m is None: return _general(frame, recv_ns)"]
+    body = ["if len(frame) != _TOTAL or _fixed(frame) != _FIXED: return _general(frame, recv_ns)"]
     if names:
-        body.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = _unpack(frame)")
+        body.append(f"{', '.join(names)}{',' if len(names) == 1 else ''} = _values(frame)")
+    body += tests
     # The checks of _CHECK_*, for the type each slot is known to have
     if types.get(0) is str:
-        body += ["try: v0 = v0.decode()", "except UnicodeDecodeError: return None"]  # its length: checked above
+        body += ["try: v0 = v0.decode()", "except UnicodeDecodeError: return None"]  # its length: _exact_slot's
     elif types.get(0) is not int:
         return None  # an id that is neither int nor str: refused by every take
     t1 = types.get(1)
@@ -450,8 +457,7 @@ def _compile_exact(segments: tuple, tbytes: tuple, checks: SlotChecks, general: 
         body += ["if not 0 <= v2 <= _MAXDL: return None", "dn = recv_ns + round(v2 * 1000)"]
     else:
         body += ["v2 = None", "dn = None"]
-    t3 = types.get(3)
-    if t3 in (int, float):
+    if types.get(3) in (int, float):
         body.append("if not 0 < v3 < _INF: return None")
     else:
         body.append("v3 = None")
@@ -463,14 +469,17 @@ def _compile_exact(segments: tuple, tbytes: tuple, checks: SlotChecks, general: 
     else:
         body.append("v4 = None")
     body.append("return v0, v1, v2, dn, v3, v4, _OFFSETS")
-    args = ["frame", "recv_ns", "_fm=_fm", "_unpack=_unpack", "_general=_general", "_OFFSETS=_offsets",
-            f"_DEFPRIO={int(checks.default_priority)}", f"_LEVELS={int(checks.priority_levels)}",
-            "_MAXDL=_checks.max_deadline_us", "_INF=_inf"]
+    args = ["frame", "recv_ns", "_fixed=_fixed", "_FIXED=_FIXED", "_values=_values", "_general=_general",
+            "_TOTAL=_TOTAL", "_OFFSETS=_offsets", f"_DEFPRIO={int(checks.default_priority)}",
+            f"_LEVELS={int(checks.priority_levels)}", "_MAXDL=_checks.max_deadline_us", "_INF=_inf"]
     src = f"def take({', '.join(args)}):\n" + "".join(f"    {line}\n" for line in body)
-    namespace = {"_fm": re.compile(b"".join(pattern), re.DOTALL).fullmatch,
-                 "_unpack": struct.Struct("".join(fmt)).unpack_from, "_general": general,
+    code = _EXACT_CODE.get(src)
+    if code is None:
+        if len(_EXACT_CODE) >= 256:
+            _EXACT_CODE.clear()
+        code = _EXACT_CODE[src] = compile(src, "<exact frame template>", "exec")
+    namespace = {"_fixed": struct.Struct("".join(fixed_fmt)).unpack_from, "_FIXED": tuple(fixed),
+                 "_values": struct.Struct("".join(value_fmt)).unpack_from, "_general": general, "_TOTAL": total,
                  "_offsets": tuple(offsets), "_checks": checks, "_inf": math.inf}
-    exec(compile(src, "<exact frame template>", "exec"), namespace)  # noqa: S102 - only ints and names in the source
-    take = namespace["take"]
-    take.general = general  # tests compare the two paths
-    return take
+    exec(code, namespace)  # noqa: S102 - only ints and names in the source
+    return namespace["take"]
