@@ -118,7 +118,8 @@ class TaskDecoder:
         # first on every frame: a vector_add match in that mix took 1.4 times as long as alone on the dev VM, and
         # as long with the hint (bench/NOTES.md 37; on the H200 host's stream no effect showed beyond its drift).
         # A frame of another form that happens to have that length fails the hint's byte comparison and takes the
-        # scan.
+        # scan. The hint is (template, its exact take for the layout of the first frame of that length:
+        # FrameTemplate.exact_take), which falls back to the template's take for any other layout.
         self._by_length: dict[int, tuple] = {}
         self.templated = 0  # tasks decoded from a byte template (diagnostics)
 

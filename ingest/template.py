@@ -13,6 +13,10 @@ Why: on the H200 host, unpacking a 1 KiB task into dicts and walking its form ke
 service (``bench/NOTES.md`` 27). Matching compares a few byte ranges with ``bytes.startswith``, and the inputs
 become ``np.frombuffer`` views of the frame itself, with no copy.
 
+Two ways to take a frame: ``take`` decodes slot by slot (any frame of the template's form), and ``exact_take`` is
+built for one frame's exact layout, in which every offset is fixed (two ``struct`` unpacks; 0.7 against 1.9 µs on
+the dev VM), falling back to ``take`` for any other layout.
+
 The decoder (``ingest.fastdecode.TaskDecoder``) applies the same per-task checks to the slot values as its dict
 fast path, so both accept and refuse the same frames; ``tests/test_template.py`` checks that against
 ``decode_task`` on random and mutated frames.

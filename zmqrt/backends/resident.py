@@ -6,7 +6,9 @@ carries the request number; with op, n and alpha), which the block reads in one 
 kernel's done number read from host memory. No launch, no event, no stream query. On the H200 host the floor took
 7.4 µs per 1 KiB ``vector_add`` against 18.3 µs for a graph replay plus sync (``persistent_floor-H200.md``); in
 the server, submit + completion went from 19.6 to 13.8 µs and the service p50 from 39.7 to 31.0 µs
-(``bench/NOTES.md`` 25).
+(``bench/NOTES.md`` 25). The block orders its work with one acquire load and one release store rather than a
+system fence in every thread (``ptx/resident.cu``'s RESIDENT_FENCE): 0.85 of the time per task in
+``bench/resident_variants.py``, 0.91 of the service p50 in the server (``bench/NOTES.md`` 39).
 
 Driver calls that wait for the context's running kernels (freeing memory, module loads, and on the H200 graph
 instantiation) would wait for ever behind the blocks: the backend builds everything before starting them, stops
