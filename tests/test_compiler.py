@@ -112,3 +112,28 @@ def test_resident_lane_source_compiles_without_a_gpu():
 
     compiled = compile_one("resident", SOURCE, "sm_90", None, want_cubin=False)
     assert b".entry resident_lane" in compiled.ptx
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2, 3, 9])
+@pytest.mark.parametrize("stamps", [False, True])
+def test_every_resident_ordering_mode_compiles(mode, stamps):
+    """bench/resident_variants.py builds each RESIDENT_FENCE mode, with and without clock stamps; the default build
+    (mode 3) publishes the done number with a release store and reads the mailbox with an acquire load."""
+    from zmqrt.backends.resident import SOURCE
+    from zmqrt.compiler import COMPILE_OPTIONS
+
+    opts = (*COMPILE_OPTIONS, f"-DRESIDENT_FENCE={mode}", *(("-DRESIDENT_STAMPS",) if stamps else ()))
+    ptx = compile_source(SOURCE.read_text(), "resident.cu", "sm_90", opts, want_cubin=False).ptx
+    assert b".entry resident_lane" in ptx
+    assert (b"resident_stamps" in ptx) == stamps
+    assert (b"ld.acquire.sys" in ptx) == (mode >= 2)
+    assert (b"st.release.sys" in ptx) == (mode == 3)
+    assert (b"membar.sys" in ptx) == (mode in (0, 1, 2))  # __threadfence_system; mode 9 has no release at all
+
+
+def test_the_default_resident_build_is_the_release_store():
+    from zmqrt.backends.resident import SOURCE
+    from zmqrt.compiler import compile_one
+
+    ptx = compile_one("resident", SOURCE, "sm_90", None, want_cubin=False).ptx
+    assert b"st.release.sys" in ptx and b"ld.acquire.sys" in ptx and b"membar.sys" not in ptx
