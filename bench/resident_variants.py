@@ -198,7 +198,7 @@ def table(results: dict) -> str:
     for name, s in rows.items():
         lines.append(md_row([name, f"{s['p50']:.2f}", f"{s['p99']:.2f}", f"{s['p999']:.2f}",
                              f"{s['p50'] / base['p50']:.3f}", str(results["verify_wrong"][name])]))
-    lines += ["", "The block's split (clock64 on its first worker, medians, µs):", "",
+    lines += ["", "The block's split (clock64 on thread 0, medians, µs):", "",
               md_row(["variant", "seen -> acquire fence done", "inputs read, output written",
                       "barrier + release fence"]), md_row(["---"] * 4)]
     for name, s in results["split_us"].items():

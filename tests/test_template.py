@@ -82,6 +82,16 @@ def test_a_str_id_template_reads_every_id_as_the_full_validator(value, how, at, 
         assert dec.templated == before + 1  # a fixstr id: the template took it
 
 
+def mutated(data, frame: bytes, least: int = 0) -> bytes:
+    """``frame`` with ``least`` to 2 bytes overwritten, then maybe cut short."""
+    out = bytearray(frame)
+    for _ in range(data.draw(st.integers(least, 2))):
+        out[data.draw(st.integers(0, len(out) - 1))] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        del out[data.draw(st.integers(0, len(out))):]
+    return bytes(out)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_take_is_match_and_the_checks(data):
@@ -93,12 +103,7 @@ def test_take_is_match_and_the_checks(data):
     tpl = dec.templates[0]
     slots = {k: data.draw(SCALARS) if data.draw(st.booleans()) else v
              for k, v in (("priority", 3), ("deadline_us", 250.0), ("period_us", 100.0), ("sent_ns", 12345))}
-    frame = bytearray(msgpack.packb(base_task(0, id=data.draw(SCALARS), **slots)))
-    for _ in range(data.draw(st.integers(0, 2))):
-        frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
-    if data.draw(st.booleans()):
-        del frame[data.draw(st.integers(0, len(frame))):]
-    frame = bytes(frame)
+    frame = mutated(data, msgpack.packb(base_task(0, id=data.draw(SCALARS), **slots)), 0)
     recv_ns = data.draw(st.integers(0, 2**62))
     took, matched = tpl.take(frame, recv_ns), tpl.match(frame)
     checked = dec._scalars(*matched[0], recv_ns) if matched is not None else None
@@ -193,13 +198,7 @@ def test_exact_take_answers_as_take(data):
     assert repr(exact(first, 7)) == repr(tpl.take(first, 7))
     for _ in range(5):
         slots = {k: data.draw(SCALARS) if data.draw(st.booleans()) else v for k, v in layout.items()}
-        frame = bytearray(msgpack.packb(base_task(0, id=data.draw(SCALARS), **slots)))
-        if data.draw(st.booleans()):
-            for _ in range(data.draw(st.integers(1, 2))):
-                frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
-        if data.draw(st.booleans()):
-            del frame[data.draw(st.integers(0, len(frame))):]
-        frame = bytes(frame)
+        frame = mutated(data, msgpack.packb(base_task(0, id=data.draw(SCALARS), **slots)), 0)
         recv_ns = data.draw(st.integers(0, 2**62))
         assert repr(exact(frame, recv_ns)) == repr(tpl.take(frame, recv_ns))  # repr: NaN equals NaN, 1 is not 1.0
 
