@@ -173,7 +173,7 @@ class FrameTemplate:
     ``match`` is generated per template (straight-line code, the fixed bytes bound as default arguments, never
     written into the source): a loop over the segments cost twice as much."""
 
-    __slots__ = ("match", "take", "form", "segments", "tbytes", "checks")
+    __slots__ = ("match", "take", "form", "segments", "tbytes", "checks", "_exact")
 
     def __init__(self, segments: tuple, tail: bytes, form: Any, tbytes: tuple,
                  checks: SlotChecks | None = None) -> None:
@@ -185,12 +185,17 @@ class FrameTemplate:
         # ``checks``, else None). ``exact_take`` adds a faster path for one frame's layout.
         self.take = _compile(self.segments, tbytes + (None,), checks) if checks is not None else None
         self.checks = checks
+        self._exact: dict[int, Any] = {}  # frame length -> exact_take built for it
 
     def exact_take(self, frame: bytes) -> Any:
         """``take`` with a fast path for frames laid out exactly as ``frame`` (a frame ``take`` accepted: the same
         fixed bytes, each slot in the same encoding and width), falling back to ``take``; ``take`` itself where
         that layout has no such path. A slot's width changes with its value (an int id past 127, a longer str
-        id), and so the frame's length: the decoder keeps one per frame length."""
+        id), and so the frame's length: the decoder keeps one per frame length. Built once per length (two forms
+        whose frames share a length take turns in the decoder's hint, and must not rebuild it each time)."""
+        built = self._exact.get(len(frame))
+        if built is not None:
+            return built
         try:
             spans = _slots(frame)
         except (ValueError, IndexError, UnicodeDecodeError):
@@ -201,7 +206,11 @@ class FrameTemplate:
             segments.append((frame[pos:start], start - pos, kind, end - start if kind >= _DATA else 0))
             pos = end
         segments.append((frame[pos:], len(frame) - pos, -1, 0))
-        return _compile_exact(tuple(segments), tuple(tbytes), self.checks, self.take) or self.take
+        if len(self._exact) >= 16:
+            self._exact.clear()
+        built = self._exact[len(frame)] = (_compile_exact(tuple(segments), tuple(tbytes), self.checks, self.take)
+                                           or self.take)
+        return built
 
     @classmethod
     def build(cls, frame: bytes, nbytes: tuple[int, ...], form: Any,

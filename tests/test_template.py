@@ -210,6 +210,7 @@ def test_exact_take_takes_its_fast_path_for_its_layout():
     tpl = dec.templates[0]
     exact = tpl.exact_take(msgpack.packb(base_task(0, id="task-0001", period_us=100.0, sent_ns=2**40)))
     assert exact is not tpl.take
+    assert tpl.exact_take(msgpack.packb(base_task(0, id="task-0002", period_us=100.0, sent_ns=2**40))) is exact  # once
     fixed, want, _, _, total = exact.__defaults__[:5]
 
     def fast(frame: bytes) -> bool:  # the exact path's own test, before it falls back to take
