@@ -196,20 +196,14 @@ class FrameTemplate:
         built = self._exact.get(len(frame))
         if built is not None:
             return built
-        try:
-            spans = _slots(frame)
-        except (ValueError, IndexError, UnicodeDecodeError):
+        split = _layout(frame)
+        if split is None:
             return self.take
-        segments, tbytes, pos = [], [], 0
-        for start, end, kind in spans:
-            tbytes.append(None if kind >= _DATA else frame[start])
-            segments.append((frame[pos:start], start - pos, kind, end - start if kind >= _DATA else 0))
-            pos = end
-        segments.append((frame[pos:], len(frame) - pos, -1, 0))
+        segments, tbytes, tail = split
         if len(self._exact) >= 16:
             self._exact.clear()
-        built = self._exact[len(frame)] = (_compile_exact(tuple(segments), tuple(tbytes), self.checks, self.take)
-                                           or self.take)
+        built = self._exact[len(frame)] = (_compile_exact(segments + ((tail, len(tail), -1, 0),), tbytes,
+                                                          self.checks, self.take) or self.take)
         return built
 
     @classmethod
@@ -221,21 +215,30 @@ class FrameTemplate:
         ``SlotChecks`` applied to the slot values, returning ``(id, priority, deadline_us, deadline_ns, period_us,
         sent_ns, offsets)`` (the inputs' data offsets in the frame, a tuple) or None. Views of the inputs are
         ``compile_views``'s work: a resident GPU lane copies the bytes without them."""
-        try:
-            spans = _slots(frame)
-        except (ValueError, IndexError, UnicodeDecodeError):
+        split = _layout(frame)
+        if split is None:
             return None
-        segments, tbytes, pos = [], [], 0
-        for start, end, kind in spans:
-            if kind >= _DATA:
-                if kind - _DATA >= len(nbytes) or end - start != nbytes[kind - _DATA]:
-                    return None
-                tbytes.append(None)
-            else:
-                tbytes.append(frame[start])
-            segments.append((frame[pos:start], start - pos, kind, end - start if kind >= _DATA else 0))
-            pos = end
-        return cls(tuple(segments), frame[pos:], form, tuple(tbytes), checks)
+        segments, tbytes, tail = split
+        if any(kind >= _DATA and (kind - _DATA >= len(nbytes) or size != nbytes[kind - _DATA])
+               for _, _, kind, size in segments):
+            return None
+        return cls(segments, tail, form, tbytes, checks)
+
+
+def _layout(frame: bytes) -> tuple[tuple, tuple, bytes] | None:
+    """``frame`` split at its slots: ``(segments, tbytes, tail)``, each segment ``(fixed bytes before the slot, their
+    length, slot kind, data length or 0)``, each tbyte the slot value's type byte (None for data); None when the
+    frame has no such split (duplicate keys)."""
+    try:
+        spans = _slots(frame)
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+    segments, tbytes, pos = [], [], 0
+    for start, end, kind in spans:
+        tbytes.append(None if kind >= _DATA else frame[start])
+        segments.append((frame[pos:start], start - pos, kind, end - start if kind >= _DATA else 0))
+        pos = end
+    return tuple(segments), tuple(tbytes), frame[pos:]
 
 
 def compile_views(views: tuple) -> Any:
