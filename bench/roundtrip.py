@@ -16,6 +16,7 @@ Usage: python3 bench/roundtrip.py [--n 20000] [--rate 10000]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import sys
@@ -40,6 +41,7 @@ from bench._common import (  # noqa: E402
 from bench.floor_servers import echo_server, prototype_server, resident_prototype_server  # noqa: E402
 from ingest.openloop import Planned, run_open_loop  # noqa: E402
 from zmqrt.config import ServerConfig  # noqa: E402
+from zmqrt.cpu_latency import CpuLatencyRequest, describe_idle, idle_states  # noqa: E402
 
 # The warm-up tasks' priority. The measured ones are priority 0 (the most urgent): the server keeps a histogram per
 # (kernel, priority, stage), so its receipt-to-sent histogram of priority 0 holds the measured tasks only.
@@ -252,7 +254,17 @@ def main() -> None:
     ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS (default: the server "
                     "under test and the producer get separate cores, SMT siblings included)")
     ap.add_argument("--loop-cpu", type=int, metavar="N", help=LOOP_CPU_HELP)
+    ap.add_argument("--cpu-latency-us", type=int, metavar="US", help="hold a PM QoS CPU latency request of US µs "
+                    "for the whole run (zmqrt serve --cpu-latency-us; system-wide, so the floors run under it too, "
+                    "which keeps the comparison fair). Needs root")
     args = ap.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.cpu_latency_us is not None:
+            stack.enter_context(CpuLatencyRequest(args.cpu_latency_us))
+        run(args)
+
+
+def run(args) -> None:
     args.plan = producer_on_own_cpus(args.no_pin, args.loop_cpu)
     if args.plan:
         print(f"CPUs: server loop {args.plan['loop']}, server {sorted(args.plan['server'])}, producer "
@@ -263,7 +275,8 @@ def main() -> None:
                      "loop_pinned": bool(args.plan) and not args.free_loop,
                      "payload": "vector_add 2 x 256 float32 in, 256 out, ipc", "paths": {},
                      "zmqrt_options": {"resident": args.resident, "idle_poll_us": args.idle_poll_us,
-                                       "keep_warm_us": args.keep_warm_us}}
+                                       "keep_warm_us": args.keep_warm_us},
+                     "cpu_latency_us": args.cpu_latency_us, "cpuidle": idle_states()}
     total = args.n + args.warm
     for mode in args.modes.split(","):
         spin = mode == "spin"
@@ -320,6 +333,8 @@ def main() -> None:
         shown = {k: round(v, 3) for k, v in results[f"ratio_{mode}"].items() if k != "per_repeat"}
         print(f"ratios [{mode}]: {shown}", flush=True)
     lines = [f"# Producer round trip, 1 KiB vector_add at {args.rate / 1e3:.0f} kHz over ipc: {results['card']}", "",
+             f"CPU latency request: {'none' if args.cpu_latency_us is None else f'{args.cpu_latency_us} µs'} "
+             f"({describe_idle(results['cpuidle'])}).", "",
              "Latency from the intended send time, µs. Server side: receive to send (floors: own timer; zmqrt: "
              "its receipt-to-sent histogram of the measured tasks).", "",
              md_row(["path", "RTT p50", "RTT p99", "RTT p99.9", "server p50", "server p99", "lost", "not ok"]),

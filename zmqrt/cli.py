@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -85,6 +86,11 @@ def _add_serve(sub) -> None:
                    "(--devices), engine i's loop runs on CPU N+i and no engine's other threads run on those CPUs")
     p.add_argument("--fifo-priority", type=int, metavar="P", help="run the loop thread SCHED_FIFO at priority P "
                    "where permitted (needs CAP_SYS_NICE; logged and ignored otherwise). Default: normal scheduling")
+    p.add_argument("--cpu-latency-us", type=int, metavar="US", help="while serving, hold a PM QoS CPU latency "
+                   "request of US µs (/dev/cpu_dma_latency; needs root, logged and ignored otherwise). 0 keeps every "
+                   "CPU polling instead of halting when idle, so that a send after an idle gap does not wait for "
+                   "ZeroMQ's I/O thread's CPU to wake from halt (the vCPUs we measured halt at once). Costs the "
+                   "machine's idle power. Default: no request")
     p.add_argument("--watchdog-ms", type=float, metavar="MS", help="a task still running after MS ms is a hung GPU: "
                    "its lane's task gets GPU_FAULT and the engine restarts (default 2000; 0: off)")
     p.add_argument("--trace", dest="trace_path", metavar="FILE.npy", help="record a per-task stage trace (receipt, "
@@ -136,15 +142,14 @@ def _device_list(text: str) -> list[int]:
 
 def cmd_serve(args) -> int:
     from .config import build_config
-    from .server import run_server
 
     _setup_logging(args.verbose)
     overrides = {k: getattr(args, k) for k in (
         "backend", "device", "ingest", "results", "stats", "metrics_port", "policy", "lanes", "max_task_bytes",
         "priority_levels", "queue_capacity", "admission", "admission_margin", "expire", "cache_dir", "spin",
         "idle_poll_us", "keep_warm_us", "stage_timing_every", "stage_timing_gap_ms",
-        "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "watchdog_ms", "trace_path",
-        "batch_max", "bulk", "resident", "ingest_workers", "fanout_io_threads", "fanout")}
+        "p95_target_us", "curve_secret", "allowed_keys", "cpu", "fifo_priority", "cpu_latency_us", "watchdog_ms",
+        "trace_path", "batch_max", "bulk", "resident", "ingest_workers", "fanout_io_threads", "fanout")}
     overrides["kernels_dirs"] = args.kernels_dir
     try:
         cfg = build_config(args.config, **overrides)
@@ -163,6 +168,13 @@ def cmd_serve(args) -> int:
         print("zmqrt serve: --ingest-workers runs relay processes beside a supervised engine: it does not go with "
               "--no-supervise", file=sys.stderr)
         return 2
+    with _cpu_latency_request(cfg.cpu_latency_us):
+        return _serve(cfg, args)
+
+
+def _serve(cfg, args) -> int:
+    from .server import run_server
+
     if args.supervise is False:
         return run_server(cfg)
     import zmq
@@ -177,6 +189,27 @@ def cmd_serve(args) -> int:
     except (RuntimeError, ValueError, OSError, zmq.ZMQError) as e:  # an engine failed to start, ingest in use...
         print(f"zmqrt serve: {e}", file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _cpu_latency_request(latency_us: int | None):
+    """Hold ``--cpu-latency-us`` in this process for the whole serve (engines included: the request is system-wide).
+    Not permitted or not there: logged, and serving goes on without it, as --fifo-priority does."""
+    from .cpu_latency import CpuLatencyError, CpuLatencyRequest, describe_idle, idle_states
+
+    if latency_us is None:
+        yield None
+        return
+    log = logging.getLogger("zmqrt")
+    try:
+        req = CpuLatencyRequest(latency_us)
+    except CpuLatencyError as e:
+        log.warning("--cpu-latency-us %d not applied: %s", latency_us, e.strerror)
+        yield None
+        return
+    with req:
+        log.info("holding a CPU latency request of %d µs (%s)", latency_us, describe_idle(idle_states()))
+        yield req
 
 
 def cmd_kernels(args) -> int:

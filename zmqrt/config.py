@@ -78,6 +78,9 @@ class ServerConfig:
     # engine's other threads stay off. Not a user setting.
     cpu_keep_off: tuple[int, ...] = ()
     fifo_priority: int = 0  # SCHED_FIFO priority for the loop thread where permitted; 0: normal scheduling
+    # Hold a PM QoS CPU latency request of this many µs while serving (zmqrt.cpu_latency): 0 keeps every CPU out of
+    # halt, so that waking ZeroMQ's I/O thread for a send is a flag, not an IPI to a halted vCPU. None: no request.
+    cpu_latency_us: int | None = None
     # GPU events around h2d/kernel/d2h on every Nth task; 0: never. A timed task records four events and takes the
     # plain launch path instead of the graph: 20 to 25 µs more on an H200 host. One task in 16 put 6% of tasks in
     # the p95/p99 tail (bench/NOTES.md 13); one in 256 keeps the tail clean and still samples the GPU stages
@@ -191,6 +194,9 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"fanout_io_threads must be at least 1, not {cfg.fanout_io_threads}")
     if cfg.cpu is not None and cfg.cpu < 0:
         raise ValueError(f"cpu must be a CPU number >= 0, not {cfg.cpu}")
+    lat = cfg.cpu_latency_us
+    if lat is not None and (isinstance(lat, bool) or not isinstance(lat, int) or lat < 0):
+        raise ValueError(f"cpu_latency_us must be a whole number of µs >= 0, not {cfg.cpu_latency_us!r}")
     if not 0 <= cfg.fifo_priority <= 99:
         raise ValueError(f"fifo_priority must be 0 (off) or 1..99, not {cfg.fifo_priority}")
     if cfg.watchdog_ms < 0:
