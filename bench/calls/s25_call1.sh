@@ -12,7 +12,7 @@ TAIL=20 run gpu_tests 120 python3 -m pytest -m gpu -q -p no:cacheprovider
 TAIL=60 run idle_wake 200 python3 bench/idle_wake.py --n 3000 --rounds 3 --out-dir "$OUT/r"
 for arm in none qos qos none; do
   extra=(); [ "$arm" = qos ] && extra=(--cpu-latency-us 0)
-  TAIL=30 run "rt_$arm" 170 python3 bench/roundtrip.py --resident --n 20000 --warm 2000 "${extra[@]}" \
+  TAIL=30 run "rt_$arm" 170 python3 bench/roundtrip.py --resident --n 10000 --warm 1000 --repeat 3 "${extra[@]}" \
     --out "rt-$arm-$RANDOM"
 done
 tar czf "$OUT/results.tgz" $(find bench/results "$OUT/r" -newer "$stamp" -type f) "$OUT"/*.log 2>/dev/null
