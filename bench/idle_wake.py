@@ -6,16 +6,20 @@ inbound (producer's send to the echo's receipt), the echo's server side (receipt
 send() call, outbound (that to the producer's receipt), and the round trip. Both processes stamp CLOCK_MONOTONIC
 (perf_counter_ns), so the stages line up.
 
-Conditions, interleaved in rounds so that host drift weighs on each alike: no request, and a PM QoS CPU latency
-request of 0 µs held by this process (system-wide while held). With each, the echo blocks in recv (block) or polls
-(spin). Records the cpuidle state usage on the echo's CPUs during each, to show which idle state ran.
-
-Needs root for the request; without it the script says so and measures only "none".
+Conditions (--conditions), interleaved in rounds so that host drift weighs on each alike:
+  none           as the machine is;
+  cpu_latency_0  a PM QoS CPU latency request of 0 µs held by this process (system-wide; needs root; a kernel
+                 without a cpuidle driver ignores it);
+  keep_awake     a SCHED_IDLE spinner on every CPU (bench/keep_awake.py), so that no CPU halts;
+  one_cpu        the echo process, its ZeroMQ I/O thread included, confined to one CPU: its wake-ups are local.
+With each, the echo blocks in recv (block) or polls (spin). Records the cpuidle state usage on the echo's CPUs
+during each, where the kernel exposes it, to show which idle state ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import sys
@@ -27,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import card_name, environment, md_row, summarize, write_results  # noqa: E402
+from bench.keep_awake import keep_awake  # noqa: E402
 from zmqrt.cpu_latency import CpuLatencyError, CpuLatencyRequest, idle_states  # noqa: E402
 
 FRAME = b"x" * 1200
@@ -133,6 +138,8 @@ def main() -> None:
     ap.add_argument("--gaps-us", default="0,20,100,1000", help="idle gaps after each reply, µs (100: 10 kHz)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--modes", default="block,spin", help="the echo's loop: block, spin")
+    ap.add_argument("--conditions", default="none,keep_awake,one_cpu", help="comma list of none, cpu_latency_0, "
+                    "keep_awake, one_cpu (see above)")
     ap.add_argument("--out", default="idle_wake")
     ap.add_argument("--out-dir", type=Path)
     args = ap.parse_args()
@@ -142,12 +149,13 @@ def main() -> None:
     client_cpus = list(range(8, 12)) if ncpu >= 12 else None
     if client_cpus:
         os.sched_setaffinity(0, set(client_cpus))
-    conds = ["none", "cpu_latency_0"]
-    try:
-        CpuLatencyRequest(0).close()
-    except CpuLatencyError as e:
-        print(f"no CPU latency request here ({e.strerror}): measuring 'none' only", flush=True)
-        conds = ["none"]
+    conds = args.conditions.split(",")
+    if "cpu_latency_0" in conds:
+        try:
+            CpuLatencyRequest(0).close()
+        except CpuLatencyError as e:
+            print(f"no CPU latency request here ({e.strerror}): leaving out cpu_latency_0", flush=True)
+            conds.remove("cpu_latency_0")
     gaps = [float(g) for g in args.gaps_us.split(",")]
     modes = args.modes.split(",")
     raw: dict[str, list[dict]] = {}
@@ -155,11 +163,15 @@ def main() -> None:
     for r in range(args.rounds):
         order = conds if r % 2 == 0 else conds[::-1]
         for cond in order:
-            req = CpuLatencyRequest(0) if cond != "none" else None
-            try:
+            cpus = echo_cpus[:1] if cond == "one_cpu" and echo_cpus else echo_cpus
+            with contextlib.ExitStack() as stack:
+                if cond == "cpu_latency_0":
+                    stack.enter_context(CpuLatencyRequest(0))
+                elif cond == "keep_awake":
+                    stack.enter_context(keep_awake(sorted(os.sched_getaffinity(0) | set(range(ncpu)))))
                 for mode in modes:
                     for gap in gaps:
-                        res = measure(endpoint, mode == "spin", gap, args.n, args.warm, echo_cpus, client_cpus)
+                        res = measure(endpoint, mode == "spin", gap, args.n, args.warm, cpus, client_cpus)
                         key = f"{cond} {mode} gap {gap:g}"
                         raw.setdefault(key, []).append(res)
                         print(f"round {r + 1} {key:28s} send {res['send_call']['p50']:5.1f} inbound "
@@ -168,9 +180,6 @@ def main() -> None:
                               f"{res['echo_send_call']['p50']:5.1f}) outbound {res['outbound']['p50']:6.1f}/"
                               f"{res['outbound']['p99']:6.1f} rtt {res['roundtrip']['p50']:6.1f}/"
                               f"{res['roundtrip']['p99']:6.1f} µs idle {res['idle_usage']}", flush=True)
-            finally:
-                if req is not None:
-                    req.close()
     stages = ("send_call", "inbound", "server_side", "echo_send_call", "outbound", "roundtrip")
     merged = {k: {st: {q: float(np.median([v[st][q] for v in rows])) for q in ("p50", "p99")} for st in stages}
               for k, rows in raw.items()}

@@ -254,6 +254,9 @@ def main() -> None:
     ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS (default: the server "
                     "under test and the producer get separate cores, SMT siblings included)")
     ap.add_argument("--loop-cpu", type=int, metavar="N", help=LOOP_CPU_HELP)
+    ap.add_argument("--server-one-cpu", action="store_true", help="confine each server under test (floors "
+                    "included) to the loop's CPU, ZeroMQ's I/O thread with it, so that their wake-ups of each other "
+                    "stay on one CPU (bench/NOTES.md 40)")
     ap.add_argument("--cpu-latency-us", type=int, metavar="US", help="hold a PM QoS CPU latency request of US µs "
                     "for the whole run (zmqrt serve --cpu-latency-us; system-wide, so the floors run under it too, "
                     "which keeps the comparison fair). Needs root")
@@ -266,6 +269,8 @@ def main() -> None:
 
 def run(args) -> None:
     args.plan = producer_on_own_cpus(args.no_pin, args.loop_cpu)
+    if args.plan and args.server_one_cpu:
+        args.plan["server"] = {args.plan["loop"]}
     if args.plan:
         print(f"CPUs: server loop {args.plan['loop']}, server {sorted(args.plan['server'])}, producer "
               f"{sorted(args.plan['producer'])}", flush=True)
@@ -276,7 +281,8 @@ def run(args) -> None:
                      "payload": "vector_add 2 x 256 float32 in, 256 out, ipc", "paths": {},
                      "zmqrt_options": {"resident": args.resident, "idle_poll_us": args.idle_poll_us,
                                        "keep_warm_us": args.keep_warm_us},
-                     "cpu_latency_us": args.cpu_latency_us, "cpuidle": idle_states()}
+                     "cpu_latency_us": args.cpu_latency_us, "server_one_cpu": args.server_one_cpu,
+                     "cpuidle": idle_states()}
     total = args.n + args.warm
     for mode in args.modes.split(","):
         spin = mode == "spin"
