@@ -220,35 +220,6 @@ def test_duplicate_id_while_in_flight(ingest_ep, zmq_ctx):
         assert server.tracker.rejected.get("DUPLICATE", 0) == 1
 
 
-def test_a_task_started_from_a_template_match_is_known_before_its_task_is_built(ingest_ep, zmq_ctx):
-    """A task started from a byte template has no Task object until its result is sent (Server._lane_pending): a
-    duplicate of its id read meanwhile is refused, and the watchdog's fault path answers it by its own id."""
-    backend = GatedCpuBackend(load_registry(), lanes=1)
-    backend.gate.set()
-    with running_server(ingest_ep, lanes=1, watchdog_ms=1500, backend_instance=backend) as server:
-        pull = zmq_ctx.socket(zmq.PULL)
-        pull.bind("tcp://127.0.0.1:*")
-        reply_to = pull.getsockopt_string(zmq.LAST_ENDPOINT)
-        push = zmq_ctx.socket(zmq.PUSH)
-        push.connect(server.receiver.endpoint)
-        small = [np.ones(4, np.float32)] * 2
-        for i in range(3):  # the first builds the form's template; the next ones match it
-            push.send(encode_task(i, "vector_add", small, reply_to=reply_to))
-            assert pull.poll(10_000) and msgpack.unpackb(pull.recv(), raw=False)["code"] == "OK"
-        matched_before = server.decoder.templated
-        backend.gate.clear()  # from now on the lane never finishes
-        push.send(encode_task(7, "vector_add", small, reply_to=reply_to))
-        push.send(encode_task(7, "vector_add", small, reply_to=reply_to))
-        assert pull.poll(10_000)
-        first = msgpack.unpackb(pull.recv(), raw=False)
-        assert (first["id"], first["code"]) == (7, "DUPLICATE")
-        assert server.decoder.templated >= matched_before + 1 and server._lane_task[0] is None  # not built yet
-        assert pull.poll(10_000)
-        second = msgpack.unpackb(pull.recv(), raw=False)
-        assert (second["id"], second["code"]) == (7, "GPU_FAULT") and "watchdog" in second["message"]
-        assert not pull.poll(200)  # exactly one result each
-
-
 def test_stats_and_metrics_endpoints_answer(ingest_ep, ipc_endpoint):
     stats_ep = ipc_endpoint()
     with running_server(ingest_ep, stats=stats_ep, metrics_port=0) as server, \

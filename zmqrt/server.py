@@ -175,12 +175,6 @@ class Server:
             self.metrics = start_metrics_server(cfg.metrics_port, self.tracker)
         n = self.backend.lanes
         self._lane_task: list[Task | None] = [None] * n
-        # A task started from a template match (``_start_matched``) has no Task until its result has been sent: the
-        # lane holds what builds it, (matched, frame, recv_ns, seq, size class, trace row), and ``_lane_task_of``
-        # builds it for whatever needs it sooner (a fault, the watchdog). Building it (its input views and about
-        # twenty fields, 1 µs on the dev VM) while the GPU worked took longer than the resident GPU stage on the
-        # GPU host, so the loop saw the done number late (bench/NOTES.md 40).
-        self._lane_pending: list[tuple | None] = [None] * n
         self._lane_batch: list[list[Task] | None] = [None] * n  # the tasks of a batched launch (else None)
         self._batch_max = cfg.batch_max
         self._batch_forms: dict[tuple[int, int], tuple[object, object]] = {}  # (id(form), k) -> (form, checked_k)
@@ -395,38 +389,24 @@ class Server:
         except (TaskError, CudaError) as e:
             error = e
         submitted_ns = time.monotonic_ns() if trace is not None else 0
-        # The rest while the GPU works, as little as can be: the in-flight key now (a duplicate read meanwhile must
-        # see it), the Task after the result is sent (``_lane_pending``)
+        # The rest while the GPU works
         if self._warm_ns:
             self._warm_frames[id(rec)] = frame  # the template's record: one entry per template
+        task = self._task_of(matched, frame, recv_ns, self._seq)
+        task.size_class = size
         self._admitted(kernel, size, key)
-        base = -1
         if trace is not None:
-            base = trace.row(self._seq)
+            base = task.trace_row = trace.row(task.seq)
             buf = trace.buf
             buf[base + RECV] = recv_ns
             buf[base + DECODED] = matched_ns
             buf[base + ADMITTED] = buf[base + POPPED] = now
             buf[base + SUBMITTED] = submitted_ns
         if error is not None:
-            task = self._task_of(matched, frame, recv_ns, self._seq)
-            task.size_class, task.trace_row = size, base
             self._submit_failed(lane, (task,), error, now)
         else:
-            self._lane_pending[lane] = (matched, frame, recv_ns, self._seq, size, base)
-            self._started(lane, None, cost_ns, now)
+            self._started(lane, task, cost_ns, now)
         return True
-
-    def _lane_task_of(self, lane: int) -> Task | None:
-        """The single task ``lane`` runs (None for none or a batch), built now if it was started from a template
-        match and not built yet."""
-        pending = self._lane_pending[lane]
-        if pending is not None:
-            self._lane_pending[lane] = None
-            matched, frame, recv_ns, seq, size, base = pending
-            task = self._lane_task[lane] = self._task_of(matched, frame, recv_ns, seq)
-            task.size_class, task.trace_row = size, base
-        return self._lane_task[lane]
 
     def _cost_if_on_time(self, kernel: str, size: int, recv_ns: int, deadline_ns: int | None) -> int | None:
         """A task started now on a free lane finishes at receipt + its predicted service: that service in ns, or
@@ -891,7 +871,7 @@ class Server:
         self._lane_sampled[lane] = timed and every != 1
         return timed
 
-    def _started(self, lane: int, task: Task | None, cost_ns: int, now: int) -> None:
+    def _started(self, lane: int, task: Task, cost_ns: int, now: int) -> None:
         self._lane_task[lane] = task
         self._lane_dispatch_ns[lane] = now
         self._lane_predicted_ns[lane] = cost_ns
@@ -944,14 +924,8 @@ class Server:
         done_ns = time.monotonic_ns()
         outputs, times = self.backend.finish(lane)
         dispatch_ns = self._lane_dispatch_ns[lane]
-        if task is None:  # started from a template match: the result from its values, the Task after the send
-            pending = self._lane_pending[lane]
-            (form, _, _, reply_to, _, _), values = pending[0]
-            task_id, deadline_ns, checked, recv_ns = values[0], values[3], form.checked, pending[2]
-        else:
-            task_id, reply_to, deadline_ns, checked, recv_ns = (task.id, task.reply_to, task.deadline_ns,
-                                                                task.checked, task.recv_ns)
-        missed = deadline_ns is not None and done_ns > deadline_ns
+        recv_ns = task.recv_ns
+        missed = task.deadline_ns is not None and done_ns > task.deadline_ns
         if times is not None:
             latency_us = {
                 "queue": (dispatch_ns - recv_ns) * _NS_PER_US,
@@ -960,22 +934,21 @@ class Server:
                 "d2h": times.d2h_ns * _NS_PER_US,
                 "service": (done_ns - recv_ns) * _NS_PER_US,
             }
-            payload = encode_ok_result(task_id, outputs, missed, latency_us)
+            payload = encode_ok_result(task.id, outputs, missed, latency_us)
         else:  # untimed task (stage_timing_every > 1): no GPU stage figures rather than made-up ones
+            checked = task.checked
             entry = self._encoders.get(id(checked))
             if entry is None or entry[0] is not checked:  # first result of this form: its encoder, kept with it
                 if len(self._encoders) >= 1024:
                     self._encoders.clear()
                 entry = self._encoders[id(checked)] = (checked, OkEncoder(outputs))
-            payload = entry[1].encode(task_id, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
+            payload = entry[1].encode(task.id, outputs, missed, (dispatch_ns - recv_ns) * _NS_PER_US,
                                       (done_ns - recv_ns) * _NS_PER_US)
         encoded_ns = time.monotonic_ns() if trace is not None else 0
-        self.router.send(reply_to, payload)
+        self.router.send(task.reply_to, payload)
         sent_ns = time.monotonic_ns()
-        if task is None:
-            task = self._lane_task_of(lane)
         if times is None and self._warm_ns:  # the form's record for cache warming, after the send
-            self._warm_results[id(checked)] = (entry[1], outputs, task_id)
+            self._warm_results[id(task.checked)] = (entry[1], outputs, task.id)
         # Only the result's own work comes before the send; the rest waits until it has gone. The lane is reusable
         # now: its output views were copied into the payload.
         self._lane_task[lane] = None
@@ -1126,7 +1099,7 @@ class Server:
         if batch is not None:
             self._lane_batch[lane] = None
             return batch
-        task = self._lane_task_of(lane)
+        task = self._lane_task[lane]
         return [task] if task is not None else []
 
     def _gpu_fault(self, reason: str, fatal: bool) -> None:
@@ -1153,7 +1126,7 @@ class Server:
         limit = self._watchdog_ns
         for lane in self._busy_lanes:
             if now_ns - self._lane_dispatch_ns[lane] > limit:
-                task = self._lane_task_of(lane)
+                task = self._lane_task[lane]
                 kernel = task.kernel if task is not None else "?"
                 self._gpu_fault(f"watchdog: {kernel} on lane {lane} ran over {self.cfg.watchdog_ms:g} ms", fatal=True)
                 return
