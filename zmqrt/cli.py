@@ -208,7 +208,11 @@ def _cpu_latency_request(latency_us: int | None):
         yield None
         return
     with req:
-        log.info("holding a CPU latency request of %d µs (%s)", latency_us, describe_idle(idle_states()))
+        idle = idle_states()
+        log.info("holding a CPU latency request of %d µs (%s)", latency_us, describe_idle(idle))
+        if idle["driver"] in (None, "none"):
+            log.warning("--cpu-latency-us: this kernel has no cpuidle driver, so idle CPUs halt whatever the request "
+                        "says; it changes nothing here (so on the GPU hosts we measured, bench/NOTES.md 40)")
         yield req
 
 

@@ -28,11 +28,11 @@ class CpuLatencyRequest:
     """Hold a PM QoS CPU latency request of ``latency_us`` µs until ``close()`` (idempotent) or the ``with`` ends."""
 
     def __init__(self, latency_us: int, path: str = DEV_PATH):
+        self._fd: int | None = None  # first: close() and __del__ work whatever fails below
         if isinstance(latency_us, bool) or not isinstance(latency_us, int) or latency_us < 0:
             raise ValueError(f"CPU latency request must be a whole number of µs >= 0, not {latency_us!r}")
         self.latency_us = latency_us
         self.path = path
-        self._fd: int | None = None
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         except PermissionError as e:
