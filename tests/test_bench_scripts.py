@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["floors", "peers", "seed_scenarios", "run_all", "executor_floor", "roundtrip", "stream", "sched_overhead",
            "persistent_floor", "resident_probe", "tail_analysis", "batch_trace", "scaleout", "relay_engine",
-           "bulk_profile", "restart_time", "smt_probe", "paired", "task_path"]
+           "bulk_profile", "restart_time", "smt_probe", "paired", "task_path", "idle_wake", "keep_awake"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -428,3 +428,34 @@ def test_task_path_times_both_paths_against_the_floor():
     for name in ("floor", "zmqrt"):
         for stage in ("before_gpu_us", "after_gpu_us"):
             assert got[name][stage]["n"] == 60 and got[name][stage]["p50"] > 0, (name, stage)
+
+
+def test_keep_awake_runs_the_command_with_spinners_and_returns_its_status():
+    proc = subprocess.run([sys.executable, "bench/keep_awake.py", "--cpus", "0", "--", sys.executable, "-c",
+                           "import sys; sys.exit(3)"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert "spinners on CPUs [0]" in proc.stdout
+
+
+def test_keep_awake_parses_cpu_lists():
+    sys.path.insert(0, str(ROOT))
+    from bench.keep_awake import parse_cpus
+
+    assert parse_cpus("1-3,7") == [1, 2, 3, 7]
+    assert parse_cpus("all") == sorted(os.sched_getaffinity(0))
+
+
+def test_idle_wake_measures_each_stage_of_the_echo(tmp_path):
+    proc = subprocess.run([sys.executable, "bench/idle_wake.py", "--n", "60", "--warm", "5", "--rounds", "1",
+                           "--gaps-us", "0,50", "--modes", "spin", "--conditions", "none,one_cpu",
+                           "--out-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(next(tmp_path.glob("idle_wake-*.json")).read_text())
+    assert set(data["results"]) == {"none spin gap 0", "none spin gap 50", "one_cpu spin gap 0", "one_cpu spin gap 50"}
+    for row in data["raw"].values():
+        r = row[0]
+        assert r["roundtrip"]["n"] == 60
+        # task by task the echo's send lies inside its server side, and its receipt inside the round trip, so the
+        # percentiles keep those orders: a stamp taken on the wrong side of a call breaks them
+        assert r["send_call"]["p50"] > 0 and r["server_side"]["p50"] >= r["echo_send_call"]["p50"] > 0
+        assert r["roundtrip"]["p50"] >= r["inbound"]["p50"]
