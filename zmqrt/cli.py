@@ -89,7 +89,8 @@ def _add_serve(sub) -> None:
     p.add_argument("--cpu-latency-us", type=int, metavar="US", help="while serving, hold a PM QoS CPU latency "
                    "request of US µs (/dev/cpu_dma_latency; needs root, logged and ignored otherwise). 0 keeps every "
                    "CPU polling instead of halting when idle, so that a send after an idle gap does not wait for "
-                   "ZeroMQ's I/O thread's CPU to wake from halt (the vCPUs we measured halt at once). Costs the "
+                   "ZeroMQ's I/O thread's CPU to wake from halt. Only where the kernel has a cpuidle driver: the GPU "
+                   "hosts we measured have none, and there it changed nothing (bench/NOTES.md 40). Costs the "
                    "machine's idle power. Default: no request")
     p.add_argument("--watchdog-ms", type=float, metavar="MS", help="a task still running after MS ms is a hung GPU: "
                    "its lane's task gets GPU_FAULT and the engine restarts (default 2000; 0: off)")
@@ -212,7 +213,7 @@ def _cpu_latency_request(latency_us: int | None):
         log.info("holding a CPU latency request of %d µs (%s)", latency_us, describe_idle(idle))
         if idle["driver"] in (None, "none"):
             log.warning("--cpu-latency-us: this kernel has no cpuidle driver, so idle CPUs halt whatever the request "
-                        "says; it changes nothing here (so on the GPU hosts we measured, bench/NOTES.md 40)")
+                        "says; it changes nothing here (as on the GPU hosts in bench/NOTES.md 40)")
         yield req
 
 

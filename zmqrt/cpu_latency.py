@@ -8,6 +8,10 @@ a flag, not an interrupt. It is the kernel's own interface for this (``Documenta
 tuned's latency-performance profile uses it): the request holds while the file stays open and ends when it closes,
 even if the process dies, so nothing outlives the server. It applies to every CPU of the machine and costs their
 idle power, which is why it is off unless asked for.
+
+It needs a cpuidle driver to act on it. The GPU hosts we measured have none (an idle CPU halts by the default idle
+call), and there it changed nothing; neither did keeping every CPU busy, so the cost there is the wake-up
+interrupt itself, not the halt (bench/NOTES.md 40).
 """
 
 from __future__ import annotations
