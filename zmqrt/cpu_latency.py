@@ -1,7 +1,7 @@
 """Keep the CPUs out of deep idle states while the server runs: a PM QoS CPU latency request.
 
-Why: on the VMs we measured (the cpuidle driver haltpoll with ``guest_halt_poll_ns=0``), a vCPU with nothing to do
-halts at once. ZeroMQ moves every message through its I/O thread, which sleeps between tasks, so each send after
+Why: on the dev VM (the cpuidle driver haltpoll with ``guest_halt_poll_ns=0``), a vCPU with nothing to do halts at
+once. ZeroMQ moves every message through its I/O thread, which sleeps between tasks, so each send after
 an idle gap wakes a halted vCPU: an IPI that leaves the guest, 15 to 25 µs on the dev VM against 0.9 back to back.
 A latency request of 0 µs makes the idle governor pick its polling state instead of halt; a polling CPU is woken by
 a flag, not an interrupt. It is the kernel's own interface for this (``Documentation/power/pm_qos_interface.rst``;
