@@ -75,7 +75,7 @@ def echo(endpoint: str, spin: bool, cpus: list[int] | None, ready) -> None:
     ctx.term()
 
 
-def measure(endpoint: str, spin: bool, gap_us: float, n: int, warm: int, echo_cpus, client_cpus) -> dict:
+def measure(endpoint: str, spin: bool, gap_us: float, n: int, warm: int, echo_cpus) -> dict:
     import zmq
 
     ready = mp.get_context("spawn").Event()
@@ -171,7 +171,7 @@ def main() -> None:
                     stack.enter_context(keep_awake(sorted(os.sched_getaffinity(0) | set(range(ncpu)))))
                 for mode in modes:
                     for gap in gaps:
-                        res = measure(endpoint, mode == "spin", gap, args.n, args.warm, cpus, client_cpus)
+                        res = measure(endpoint, mode == "spin", gap, args.n, args.warm, cpus)
                         key = f"{cond} {mode} gap {gap:g}"
                         raw.setdefault(key, []).append(res)
                         print(f"round {r + 1} {key:28s} send {res['send_call']['p50']:5.1f} inbound "

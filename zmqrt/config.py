@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cpu_latency import valid_latency_us
+
 try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - 3.10
@@ -194,8 +196,7 @@ def validate(cfg: ServerConfig) -> None:
         raise ValueError(f"fanout_io_threads must be at least 1, not {cfg.fanout_io_threads}")
     if cfg.cpu is not None and cfg.cpu < 0:
         raise ValueError(f"cpu must be a CPU number >= 0, not {cfg.cpu}")
-    lat = cfg.cpu_latency_us
-    if lat is not None and (isinstance(lat, bool) or not isinstance(lat, int) or lat < 0):
+    if cfg.cpu_latency_us is not None and not valid_latency_us(cfg.cpu_latency_us):
         raise ValueError(f"cpu_latency_us must be a whole number of µs >= 0, not {cfg.cpu_latency_us!r}")
     if not 0 <= cfg.fifo_priority <= 99:
         raise ValueError(f"fifo_priority must be 0 (off) or 1..99, not {cfg.fifo_priority}")

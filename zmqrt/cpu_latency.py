@@ -24,6 +24,11 @@ DEV_PATH = "/dev/cpu_dma_latency"
 CPUIDLE_SYSFS = "/sys/devices/system/cpu"
 
 
+def valid_latency_us(value: object) -> bool:
+    """A latency request is a whole number of µs >= 0 (the device takes an s32; a bool is not a number here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class CpuLatencyError(OSError):
     """The latency request could not be made (no such device, or not permitted)."""
 
@@ -33,7 +38,7 @@ class CpuLatencyRequest:
 
     def __init__(self, latency_us: int, path: str = DEV_PATH):
         self._fd: int | None = None  # first: close() and __del__ work whatever fails below
-        if isinstance(latency_us, bool) or not isinstance(latency_us, int) or latency_us < 0:
+        if not valid_latency_us(latency_us):
             raise ValueError(f"CPU latency request must be a whole number of µs >= 0, not {latency_us!r}")
         self.latency_us = latency_us
         self.path = path
