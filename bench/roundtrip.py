@@ -5,7 +5,9 @@ The same open-loop producer (``ingest.openloop``: latency from the intended send
 2. the minimal ZeroMQ -> CUDA graph -> ZeroMQ prototype (same file),
 3. with ``--resident``, the same prototype with zmqrt's resident GPU stage instead of the graph (the floor of a
    Python server on that GPU path),
-4. a zmqrt server (CUDA backend, EDF, deadlines on every task) started as ``zmqrt serve`` would be.
+4. a zmqrt server (CUDA backend, EDF, deadlines on every task) started as ``zmqrt serve`` would be,
+5. with ``--devices 0,1``, also ``zmqrt serve --devices 0,1``: a supervisor and one engine process per GPU behind
+   the fan-out (``--fanout``), the same load spread over them (issue 7: "the same latency targets" on two GPUs).
 Each in blocking mode and in spin mode. zmqrt's outputs are checked against numpy.
 Targets: issue 3, zmqrt p50 and p99 <= 1.15x the prototype; issue 6, service p50 <= 20 us, p99 <= 40 us and
 at or below the prototype's server side, round trip <= 1.1x the prototype.
@@ -19,6 +21,7 @@ import argparse
 import contextlib
 import multiprocessing as mp
 import os
+import queue
 import sys
 import tempfile
 import time
@@ -133,27 +136,120 @@ def segments(body: list, server_stamps) -> dict:
     return {name: summarize(v) for name, v in parts.items() if v}
 
 
-def run_zmqrt(spin: bool, args, rng) -> tuple[dict, dict]:
+def _serve_engines(cfg: ServerConfig, devices: list[int], out_q) -> None:
+    """Spawned child: ``zmqrt serve --devices`` as the CLI runs it (a Supervisor, one engine process per entry of
+    ``devices``). Puts ("ok", ingest endpoint) on ``out_q`` once every engine serves, or ("error", why); then
+    supervises until SIGTERM, which stops the engines (each drains what it holds)."""
+    from zmqrt.supervisor import Supervisor
+
+    sup = Supervisor(cfg, devices=devices)
+    sup.install_signal_handlers()
+    try:
+        sup.start()
+    except Exception as e:  # noqa: BLE001 - any start failure goes back to the benchmark as its message
+        out_q.put(("error", f"{type(e).__name__}: {e}"))
+        sup.close()
+        return
+    out_q.put(("ok", sup.ingest_endpoint))
+    sup.run()
+
+
+@contextlib.contextmanager
+def serving_engines(cfg: ServerConfig, devices: list[int], timeout_s: float = 300.0):
+    """Run ``zmqrt serve --devices`` in a spawned child for the block; yield the endpoint(s) producers connect to
+    (comma-separated with ``fanout="direct"``). The child is not a daemon: it has engine processes of its own."""
+    ctx = mp.get_context("spawn")
+    out_q = ctx.Queue()
+    proc = ctx.Process(target=_serve_engines, args=(cfg, list(devices), out_q))
+    proc.start()
+    try:
+        t0 = time.monotonic()
+        while True:
+            try:
+                status, what = out_q.get(timeout=0.5)
+                break
+            except queue.Empty:  # still starting
+                if not proc.is_alive():
+                    raise RuntimeError("zmqrt serve --devices exited during startup (exit code "
+                                       f"{proc.exitcode})") from None
+                if time.monotonic() - t0 > timeout_s:
+                    raise RuntimeError(f"zmqrt serve --devices did not start in {timeout_s:g} s") from None
+        if status != "ok":
+            raise RuntimeError(f"zmqrt serve --devices failed to start: {what}")
+        yield what
+    finally:
+        if proc.is_alive():
+            proc.terminate()  # SIGTERM: the supervisor stops every engine
+        proc.join(60)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def engines_snapshot(stats: str, engines: int) -> dict:
+    """Every engine's stats snapshot (engine i answers on ``stats`` + its index) merged into one, as a single
+    server's snapshot reads: histograms per (kernel, priority, stage) summed over the engines."""
+    from zmqrt.latency.tracker import merge_snapshots
+    from zmqrt.statsview import fetch_stats
+    from zmqrt.supervisor import _nth_endpoint
+
+    snaps = [fetch_stats(_nth_endpoint(stats, i), timeout_s=10) for i in range(engines)]
+    missing = [i for i, s in enumerate(snaps) if not s]
+    if missing:
+        print(f"  no stats from engine(s) {missing}: their tasks are not in the service figure", flush=True)
+    return merge_snapshots([s for s in snaps if s]).snapshot(encode=False)
+
+
+def engines_cpus(plan: dict | None, engines: int) -> set[int] | None:
+    """CPUs for ``zmqrt serve --devices`` with ``engines`` engines: the engines' loops on the ``engines`` CPUs ending
+    at the plan's loop CPU, and twice as many below them for everything else (each engine's ZeroMQ I/O thread, the
+    supervisor, the fan-out's proxy and I/O threads). None without a plan, or where the producer would keep fewer
+    than two CPUs."""
+    if not plan:
+        return None
+    loop = plan["loop"]
+    cpus = set(range(loop - 3 * engines + 1, loop + 1))
+    avail = plan["producer"] | plan["server"]
+    if not cpus <= avail or len(avail - cpus) < 2:
+        return None
+    return cpus
+
+
+def run_zmqrt(spin: bool, args, rng, devices: list[int] | None = None) -> tuple[dict, dict]:
+    """zmqrt's path: one server (``zmqrt serve``), or with ``devices`` one engine per entry behind the fan-out
+    (``zmqrt serve --devices``)."""
     from zmqrt.demo import start_server, stop_server
     from zmqrt.statsview import fetch_stats
 
     tmp = tempfile.mkdtemp(prefix="zrt")
-    trace_path = f"{tmp}/trace.npy" if args.trace else None
+    trace_path = f"{tmp}/trace.npy" if args.trace and not devices else None
     cpus = getattr(args, "plan", None)
-    stats = None if getattr(args, "no_stats", False) else f"ipc://{tmp}/stats"
-    cfg = ServerConfig(backend="cuda", ingest=f"ipc://{tmp}/in", stats=stats, lanes=args.lanes,
-                       spin=spin, policy="edf", stage_timing_every=args.stage_timing_every, trace_path=trace_path,
-                       cpu=cpus["loop"] if cpus and not getattr(args, "free_loop", False) else None,
-                       fifo_priority=args.fifo_priority,
+    stats = None if getattr(args, "no_stats", False) and not devices else f"ipc://{tmp}/stats"
+    loop_cpu = cpus["loop"] if cpus and not getattr(args, "free_loop", False) else None
+    server_cpus = cpus["server"] if cpus else None
+    if devices:  # engine i's loop on CPU loop_cpu + i: the engines' loops end at the plan's loop CPU
+        server_cpus = cpus.get("engines") if cpus else None
+        loop_cpu = loop_cpu - len(devices) + 1 if loop_cpu is not None and server_cpus else None
+    cfg = ServerConfig(backend=getattr(args, "backend", "cuda"), ingest=f"ipc://{tmp}/in", stats=stats,
+                       lanes=args.lanes, spin=spin, policy="edf", stage_timing_every=args.stage_timing_every,
+                       trace_path=trace_path, cpu=loop_cpu, fifo_priority=args.fifo_priority,
                        resident=args.resident, idle_poll_us=args.idle_poll_us,
-                       keep_warm_us=args.keep_warm_us if spin or args.idle_poll_us != 0 else None)
-    with spawn_on(cpus["server"] if cpus else None):
-        proc = start_server(cfg)
-    try:
-        row, body = drive(cfg.ingest, args.n, args.rate, args.deadline_us, rng, args.warm)
-        snap = (fetch_stats(cfg.stats) or {}) if cfg.stats else {}
-    finally:
-        stop_server(proc)
+                       keep_warm_us=args.keep_warm_us if spin or args.idle_poll_us != 0 else None,
+                       fanout=getattr(args, "fanout", None) or ServerConfig.fanout)
+    if devices:
+        with contextlib.ExitStack() as stack:
+            with spawn_on(server_cpus):  # the engines inherit these CPUs; this process, the producer, keeps its own
+                endpoint = stack.enter_context(serving_engines(cfg, devices))
+            row, body = drive(endpoint, args.n, args.rate, args.deadline_us, rng, args.warm)
+            snap = engines_snapshot(cfg.stats, len(devices))
+    else:
+        with spawn_on(server_cpus):
+            proc = start_server(cfg)
+        try:
+            row, body = drive(cfg.ingest, args.n, args.rate, args.deadline_us, rng, args.warm)
+            snap = (fetch_stats(cfg.stats) or {}) if cfg.stats else {}
+        finally:
+            stop_server(proc)
     # Service is receipt to result sent, as the issue defines it and as the prototype's server side is timed: the
     # server's own histogram of the measured tasks (priority 0; the warm-up ran at WARM_PRIORITY). The service the
     # results carry ends before the result is encoded and sent (8 to 11 µs earlier on the H200 host, NOTES 35): it
@@ -218,6 +314,17 @@ def merge_repeats(rows: list[tuple[dict, dict]]) -> dict:
     return out
 
 
+def _devices(text: str) -> list[int]:
+    try:
+        devices = [int(d) for d in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--devices takes CUDA ordinals separated by commas, e.g. 0,1, not "
+                                         f"{text!r}") from None
+    if len(devices) < 2 or any(d < 0 for d in devices):
+        raise argparse.ArgumentTypeError(f"--devices needs two or more ordinals >= 0 (one engine each), got {text!r}")
+    return devices
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20000, help="measured tasks per path (default 20000)")
@@ -260,6 +367,11 @@ def main() -> None:
     ap.add_argument("--cpu-latency-us", type=int, metavar="US", help="hold a PM QoS CPU latency request of US µs "
                     "for the whole run (zmqrt serve --cpu-latency-us; system-wide, so the floors run under it too, "
                     "which keeps the comparison fair). Needs root")
+    ap.add_argument("--devices", type=_devices, metavar="LIST", help="also run zmqrt serve --devices LIST (e.g. "
+                    "0,1: a supervisor and one engine process per GPU behind the fan-out, the load spread over them) "
+                    "as its own path, beside the one-engine zmqrt in the same run (issue 7's latency on two GPUs)")
+    ap.add_argument("--fanout", choices=("proxy", "direct"), help="with --devices: how tasks reach the engines "
+                    "(zmqrt serve --fanout; default: the server's, proxy)")
     args = ap.parse_args()
     with contextlib.ExitStack() as stack:
         if args.cpu_latency_us is not None:
@@ -267,10 +379,40 @@ def main() -> None:
         run(args)
 
 
+def ratios(zs: list, ps: list, rs: list | None, keep_repeats: bool) -> dict:
+    """zmqrt's figures over the prototype's (and the resident prototype's server side), per repeat, paired; the
+    medians, with the per-repeat lists under ``per_repeat`` when ``keep_repeats``."""
+    pairs = [(z, p) for z, p in zip(zs, ps, strict=True) if "p50" in z[0] and "p50" in z[1]]
+    if not pairs:
+        return {"error": "zmqrt returned no ok result"}
+    ratio = {
+        "roundtrip_p50": [z[0]["p50"] / p[0]["p50"] for z, p in pairs],
+        "roundtrip_p99": [z[0]["p99"] / p[0]["p99"] for z, p in pairs],
+        "service_p50_vs_proto_server": [z[1]["p50"] / p[1]["p50"] for z, p in pairs],
+        "service_p99_vs_proto_server": [z[1]["p99"] / p[1]["p99"] for z, p in pairs],
+    }
+    if rs:
+        ratio["service_p50_vs_resident_proto_server"] = [z[1]["p50"] / r[1]["p50"] for z, r in zip(zs, rs,
+                                                                                                    strict=True)]
+        ratio["service_p99_vs_resident_proto_server"] = [z[1]["p99"] / r[1]["p99"] for z, r in zip(zs, rs,
+                                                                                                    strict=True)]
+    out: dict = {k: float(np.median(v)) for k, v in ratio.items()}
+    if keep_repeats:
+        out["per_repeat"] = ratio
+    return out
+
+
 def run(args) -> None:
     args.plan = producer_on_own_cpus(args.no_pin, args.loop_cpu)
     if args.plan and args.server_one_cpu:
         args.plan["server"] = {args.plan["loop"]}
+    multi = f"zmqrt --devices {','.join(map(str, args.devices))}" if args.devices else None
+    if args.plan and args.devices:  # the engines' CPUs leave the producer's set for the whole run, every path alike
+        engines = engines_cpus(args.plan, len(args.devices))
+        if engines:
+            args.plan["engines"] = engines
+            args.plan["producer"] -= engines
+            os.sched_setaffinity(0, args.plan["producer"])
     if args.plan:
         print(f"CPUs: server loop {args.plan['loop']}, server {sorted(args.plan['server'])}, producer "
               f"{sorted(args.plan['producer'])}", flush=True)
@@ -280,7 +422,8 @@ def run(args) -> None:
                      "loop_pinned": bool(args.plan) and not args.free_loop,
                      "payload": "vector_add 2 x 256 float32 in, 256 out, ipc", "paths": {},
                      "zmqrt_options": {"resident": args.resident, "idle_poll_us": args.idle_poll_us,
-                                       "keep_warm_us": args.keep_warm_us},
+                                       "keep_warm_us": args.keep_warm_us, "devices": args.devices,
+                                       "fanout": args.fanout},
                      "cpu_latency_us": args.cpu_latency_us, "server_one_cpu": args.server_one_cpu,
                      "cpuidle": idle_states()}
     total = args.n + args.warm
@@ -296,6 +439,8 @@ def run(args) -> None:
                 paths.append(("prototype resident",
                               lambda s: run_floor(resident_prototype_server, total, s, args, rng)))
             paths.append(("zmqrt", lambda s: run_zmqrt(s, args, rng)))
+            if multi:
+                paths.append((multi, lambda s: run_zmqrt(s, args, rng, args.devices)))
             for name, runner in paths:
                 t0 = time.perf_counter()
                 rtt, server_side = runner(spin)
@@ -316,28 +461,12 @@ def run(args) -> None:
                           flush=True)
         for key, rows in runs.items():
             results["paths"][key] = merge_repeats(rows)
-        zs, ps = runs[f"zmqrt [{mode}]"], runs[f"prototype [{mode}]"]
-        pairs = [(z, p) for z, p in zip(zs, ps, strict=True) if "p50" in z[0] and "p50" in z[1]]
-        if not pairs:
-            results[f"ratio_{mode}"] = {"error": "zmqrt returned no ok result"}
-            continue
-        ratio = {
-            "roundtrip_p50": [z[0]["p50"] / p[0]["p50"] for z, p in pairs],
-            "roundtrip_p99": [z[0]["p99"] / p[0]["p99"] for z, p in pairs],
-            "service_p50_vs_proto_server": [z[1]["p50"] / p[1]["p50"] for z, p in pairs],
-            "service_p99_vs_proto_server": [z[1]["p99"] / p[1]["p99"] for z, p in pairs],
-        }
-        rs = runs.get(f"prototype resident [{mode}]")
-        if rs:
-            ratio["service_p50_vs_resident_proto_server"] = [z[1]["p50"] / r[1]["p50"] for z, r in zip(zs, rs,
-                                                                                                        strict=True)]
-            ratio["service_p99_vs_resident_proto_server"] = [z[1]["p99"] / r[1]["p99"] for z, r in zip(zs, rs,
-                                                                                                        strict=True)]
-        results[f"ratio_{mode}"] = {k: float(np.median(v)) for k, v in ratio.items()}
-        if args.repeat > 1:
-            results[f"ratio_{mode}"]["per_repeat"] = ratio
-        shown = {k: round(v, 3) for k, v in results[f"ratio_{mode}"].items() if k != "per_repeat"}
-        print(f"ratios [{mode}]: {shown}", flush=True)
+        for name, suffix in [("zmqrt", "")] + ([(multi, "_devices")] if multi else []):
+            results[f"ratio_{mode}{suffix}"] = ratios(runs[f"{name} [{mode}]"], runs[f"prototype [{mode}]"],
+                                                      runs.get(f"prototype resident [{mode}]"), args.repeat > 1)
+            shown = {k: round(v, 3) for k, v in results[f"ratio_{mode}{suffix}"].items()
+                     if k != "per_repeat" and not isinstance(v, str)}
+            print(f"ratios [{mode}] {name}: {shown or results[f'ratio_{mode}{suffix}']}", flush=True)
     lines = [f"# Producer round trip, 1 KiB vector_add at {args.rate / 1e3:.0f} kHz over ipc: {results['card']}", "",
              f"CPU latency request: {'none' if args.cpu_latency_us is None else f'{args.cpu_latency_us} µs'} "
              f"({describe_idle(results['cpuidle'])}).", "",
@@ -362,13 +491,16 @@ def run(args) -> None:
                                          if k in seg else "-" for k in ("lag", "inbound", "inbound_idle", "server",
                                                                        "outbound")]))
     lines.append("")
-    for mode in args.modes.split(","):
-        rr = results[f"ratio_{mode}"]
-        if "error" in rr:
-            lines.append(f"- {mode}: {rr['error']}")
+    for mode, suffix in ((m, x) for m in args.modes.split(",") for x in ("", "_devices")):
+        rr = results.get(f"ratio_{mode}{suffix}")
+        if rr is None:
             continue
-        lines.append(f"- {mode}: zmqrt / prototype round trip p50 {rr['roundtrip_p50']:.2f}x, p99 "
-                     f"{rr['roundtrip_p99']:.2f}x; zmqrt service / prototype server side p50 "
+        who = multi if suffix else "zmqrt"
+        if "error" in rr:
+            lines.append(f"- {mode}, {who}: {rr['error']}")
+            continue
+        lines.append(f"- {mode}: {who} / prototype round trip p50 {rr['roundtrip_p50']:.2f}x, p99 "
+                     f"{rr['roundtrip_p99']:.2f}x; {who} service / prototype server side p50 "
                      f"{rr['service_p50_vs_proto_server']:.2f}x, p99 {rr['service_p99_vs_proto_server']:.2f}x"
                      + (f"; against the resident prototype's server side p50 "
                         f"{rr['service_p50_vs_resident_proto_server']:.2f}x, p99 "

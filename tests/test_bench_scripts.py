@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -459,3 +460,33 @@ def test_idle_wake_measures_each_stage_of_the_echo(tmp_path):
         # percentiles keep those orders: a stamp taken on the wrong side of a call breaks them
         assert r["send_call"]["p50"] > 0 and r["server_side"]["p50"] >= r["echo_send_call"]["p50"] > 0
         assert r["roundtrip"]["p50"] >= r["inbound"]["p50"]
+
+
+@pytest.mark.parametrize("fanout", ["proxy", "direct"])
+def test_roundtrip_devices_path_serves_through_several_engines_and_merges_their_service(fanout):
+    """roundtrip.py --devices: zmqrt serve --devices in a spawned child, the load spread over its engines, and the
+    service figure merged from every engine's histogram of the measured tasks (CPU backend, two engines)."""
+    from types import SimpleNamespace
+
+    from bench.roundtrip import run_zmqrt
+
+    args = SimpleNamespace(backend="cpu", trace=False, plan=None, no_stats=False, free_loop=False, lanes=2,
+                           stage_timing_every=0, fifo_priority=0, resident=False, idle_poll_us=None,
+                           keep_warm_us=None, fanout=fanout, n=300, warm=60, rate=3000.0, deadline_us=50_000.0)
+    row, srv = run_zmqrt(False, args, np.random.default_rng(1), devices=[0, 0])
+    assert row["lost"] == 0 and row["not_ok"] == 0 and row["wrong_outputs"] == 0
+    assert srv["measure"].startswith("receipt to sent") and srv["n"] == 300  # both engines' measured tasks only
+    assert 0 < srv["p50"] <= srv["p99"]
+
+
+def test_roundtrip_devices_cpus_end_at_the_loop_cpu_and_leave_the_producer_some():
+    from bench.roundtrip import _devices, engines_cpus
+
+    plan = {"loop": 31, "server": {31, 30}, "producer": set(range(30))}
+    assert engines_cpus(plan, 2) == set(range(26, 32))
+    assert engines_cpus({"loop": 5, "server": {5, 4}, "producer": {0, 1, 2, 3}}, 2) is None  # producer left 0 CPUs
+    assert engines_cpus(None, 2) is None
+    assert _devices("0,1") == [0, 1]
+    for bad in ("0", "a,b", "0,-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _devices(bad)
