@@ -490,3 +490,15 @@ def test_roundtrip_devices_cpus_end_at_the_loop_cpu_and_leave_the_producer_some(
     for bad in ("0", "a,b", "0,-1"):
         with pytest.raises(argparse.ArgumentTypeError):
             _devices(bad)
+
+
+def test_scaleout_keeps_every_run_of_a_repeated_config_and_pairs_each_with_the_first_before_it():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from scaleout import _paired_speedups, _row_key
+
+    rows: dict = {}
+    for spec, thr in [("0", 100.0), ("0,1", 190.0), ("0", 80.0), ("0,1", 180.0)]:
+        rows[_row_key(spec, rows)] = {"throughput_tasks_per_s": thr}
+    assert list(rows) == ["0", "0,1", "0 #2", "0,1 #2"]
+    _paired_speedups(rows, "0")
+    assert [r["speedup_vs_first"] for r in rows.values()] == [1.0, 1.9, 1.0, 2.25]
