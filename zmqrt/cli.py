@@ -109,7 +109,8 @@ def _add_serve(sub) -> None:
                    "(default on; --no-supervise serves in this process)")
     g.add_argument("--devices", type=_device_list, metavar="LIST", help="one engine per CUDA device, e.g. 0,1 (a "
                    "device may repeat). This process binds --ingest and deals tasks to the engines through an "
-                   "internal ipc hop (one more ZeroMQ hop: about 10 µs; --fanout direct: none); each engine binds "
+                   "internal ipc hop (one more ZeroMQ hop: 30 to 40 µs more round trip at 10 kHz on the H200 hosts, "
+                   "bench/NOTES.md 41; --fanout direct: none); each engine binds "
                    "--stats/--results with .N (ipc) or port+N (tcp) appended, and --metrics-port+N. Implies "
                    "--supervise")
     g.add_argument("--fanout", choices=("proxy", "direct"), help="with --devices: how tasks reach the engines. "
