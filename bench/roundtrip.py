@@ -415,7 +415,8 @@ def run(args) -> None:
             os.sched_setaffinity(0, args.plan["producer"])
     if args.plan:
         print(f"CPUs: server loop {args.plan['loop']}, server {sorted(args.plan['server'])}, producer "
-              f"{sorted(args.plan['producer'])}", flush=True)
+              f"{sorted(args.plan['producer'])}"
+              + (f", {multi} {sorted(args.plan['engines'])}" if "engines" in args.plan else ""), flush=True)
     rng = np.random.default_rng()
     results: dict = {"card": card_name(), "env": environment(), "n": args.n, "rate_hz": args.rate,
                      "cpus": {k: sorted(v) if isinstance(v, set) else v for k, v in (args.plan or {}).items()},
