@@ -315,13 +315,12 @@ def merge_repeats(rows: list[tuple[dict, dict]]) -> dict:
 
 
 def _devices(text: str) -> list[int]:
-    try:
-        devices = [int(d) for d in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--devices takes CUDA ordinals separated by commas, e.g. 0,1, not "
-                                         f"{text!r}") from None
-    if len(devices) < 2 or any(d < 0 for d in devices):
-        raise argparse.ArgumentTypeError(f"--devices needs two or more ordinals >= 0 (one engine each), got {text!r}")
+    """``zmqrt serve --devices``'s own parsing, and at least two engines: one is the plain zmqrt path."""
+    from zmqrt.cli import _device_list
+
+    devices = _device_list(text)
+    if len(devices) < 2:
+        raise argparse.ArgumentTypeError(f"--devices needs two or more ordinals (one engine each), got {text!r}")
     return devices
 
 
